@@ -1,0 +1,231 @@
+"""`talk`: fetch a token from our endpoint, call OpenAI Realtime over WebRTC, say something, record the answer.
+
+Progress goes to stderr, transcripts (or, with --events, every server event as JSON) to stdout.
+Exit codes are part of the interface; see `ExitCode`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from realtime_client.audio import SAMPLE_RATE, MicrophoneTrack
+from realtime_client.errors import (
+    AuthError,
+    CallRefused,
+    ConnectionFailed,
+    EndpointUnreachable,
+    RateLimited,
+    ServerError,
+    SessionError,
+    TokenError,
+)
+from realtime_client.session import RealtimeSession
+from realtime_client.token import DEFAULT_TIMEOUT, Token, fetch_token_async
+from realtime_client.transcripts import TranscriptPrinter
+from realtime_client.turns import TurnTracker
+
+API_KEY_ENV = "TALK_API_KEY"
+# After the server says the answer is over, wait this long for the last audio in flight before hanging up.
+QUIET_BEFORE_HANGUP = 0.4
+READY_TIMEOUT = 10.0
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    USAGE = 2  # bad arguments or unreadable --wav
+    AUTH = 3  # 401 from the token endpoint: check --api-key / TALK_API_KEY
+    RATE_LIMITED = 4  # 429: the retry delay is printed
+    TOKEN_ERROR = 5  # any other token failure: 4xx, 5xx, unreachable, malformed answer
+    CALL_REFUSED = 6  # OpenAI refused the SDP offer (expired or unknown token)
+    NO_CONNECTION = 7  # WebRTC never came up, or no audio came back
+    INTERRUPTED = 130
+
+
+EPILOG = """exit codes:
+  0  the assistant answered and its audio was received
+  2  usage error (bad arguments, unreadable --wav)
+  3  the token endpoint refused our API key (401)
+  4  rate limited (429); "retry after N s" is printed
+  5  any other token failure (4xx, 5xx, unreachable, timeout, malformed answer)
+  6  OpenAI refused the call (e.g. the token expired)
+  7  the WebRTC connection failed, or no audio came back
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="talk",
+        description="Talk to OpenAI Realtime through a token-vending endpoint.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--endpoint", required=True, help="the full token URL, e.g. https://example.org/token")
+    parser.add_argument("--api-key", help=f"API key of the token service (default: ${API_KEY_ENV})")
+    parser.add_argument("--voice", help="voice to ask for (see GET /options)")
+    parser.add_argument("--preset", help="preset to ask for (see GET /options)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--say", metavar="TEXT", help="send TEXT as a user message (the microphone stays silent)")
+    source.add_argument("--wav", type=Path, help="play this audio file as the microphone (any rate, channels)")
+    parser.add_argument("--out", type=Path, help="write the assistant's audio here (WAV, 48 kHz mono 16-bit)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="hang up after this long at most (default 30)")
+    parser.add_argument("--events", action="store_true", help="print every server event as a JSON line on stdout")
+    parser.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help=f"token request timeout (default {DEFAULT_TIMEOUT:g})"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits for --help (0) and bad usage (2); return it instead
+        return int(exc.code or 0)
+    problem = _check(args)
+    if problem:
+        parser.print_usage(sys.stderr)
+        _progress(f"error: {problem}")
+        return ExitCode.USAGE
+    try:
+        microphone = MicrophoneTrack.from_wav(args.wav) if args.wav else None
+    except ValueError as exc:
+        _progress(f"error: {exc}")
+        return ExitCode.USAGE
+    try:
+        return asyncio.run(_talk(args, microphone))
+    except KeyboardInterrupt:
+        _progress("interrupted")
+        return ExitCode.INTERRUPTED
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    if not args.endpoint.startswith(("http://", "https://")):
+        return "--endpoint must be an http(s) URL"
+    if args.seconds <= 0:
+        return "--seconds must be positive"
+    if args.timeout <= 0:
+        return "--timeout must be positive"
+    if args.out is not None and not args.out.parent.is_dir():
+        return f"--out: no such directory {args.out.parent}"
+    if args.say is not None and not args.say.strip():
+        return "--say needs some text"
+    return None
+
+
+async def _talk(args: argparse.Namespace, microphone: MicrophoneTrack | None) -> int:
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    _progress(f"fetching token from {args.endpoint}")
+    try:
+        token = await fetch_token_async(
+            args.endpoint, api_key=api_key, voice=args.voice, preset=args.preset, timeout=args.timeout
+        )
+    except TokenError as exc:
+        return _token_failure(exc)
+    _progress(
+        f"token ok (model {token.model or '?'}, voice {token.voice or '?'}, preset {token.preset or '?'}, "
+        f"expires in {max(0, round(token.expires_in()))} s)"
+    )
+    return await _call(args, token, microphone)
+
+
+def _token_failure(exc: TokenError) -> int:
+    if isinstance(exc, AuthError):
+        _progress(f"token endpoint refused the API key: {exc.code}: {exc.message}")
+        return ExitCode.AUTH
+    if isinstance(exc, RateLimited):
+        _progress(f"rate limited ({exc.code}): {exc.message}; retry after {exc.retry_after} s")
+        return ExitCode.RATE_LIMITED
+    if isinstance(exc, EndpointUnreachable):
+        _progress(f"token endpoint unreachable ({exc.code}): {exc.message}")
+        return ExitCode.TOKEN_ERROR
+    retry = f"; retry after {exc.retry_after} s" if isinstance(exc, ServerError) and exc.retry_after else ""
+    _progress(f"token request failed: HTTP {exc.status} {exc.code}: {exc.message}{retry}")
+    return ExitCode.TOKEN_ERROR
+
+
+async def _call(args: argparse.Namespace, token: Token, microphone: MicrophoneTrack | None) -> int:
+    tracker = TurnTracker()
+    printer = TranscriptPrinter(sys.stdout, stream=sys.stdout.isatty())
+
+    def on_event(event: dict[str, Any]) -> None:
+        tracker.feed(event)
+        if args.events:
+            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        else:
+            printer.feed(event)
+        if event.get("type") == "error":
+            error = event.get("error") if isinstance(event.get("error"), dict) else {}
+            _progress(f"server error: {error.get('code') or error.get('type')}: {error.get('message')}")
+
+    session = RealtimeSession(token, microphone=microphone, record_to=args.out, on_event=on_event)
+    _progress(f"connecting to {token.realtime_url}")
+    try:
+        await session.connect()
+        _progress(f"connected (call {session.call_id or '?'})")
+        await _converse(args, session, tracker)
+    except CallRefused as exc:
+        _progress(f"call refused: HTTP {exc.status}: {exc.message}")
+        return ExitCode.CALL_REFUSED
+    except (ConnectionFailed, SessionError) as exc:
+        _progress(f"connection failed: {exc}")
+        return ExitCode.NO_CONNECTION
+    finally:
+        await session.close()
+        printer.close()
+    return _summary(args, session)
+
+
+async def _converse(args: argparse.Namespace, session: RealtimeSession, tracker: TurnTracker) -> None:
+    deadline = time.monotonic() + args.seconds
+    try:
+        # OpenAI sends session.created first; our events are only welcome after it.
+        await session.wait_for("session.created", timeout=min(READY_TIMEOUT, args.seconds))
+    except TimeoutError:
+        _progress("no session.created yet; carrying on")
+    if args.say is not None:
+        session.send_text(args.say)
+        _progress("sent text")
+    elif args.wav is not None:
+        _progress(f"playing {args.wav} ({session.microphone.duration:.1f} s)")
+    audio_announced = False
+    while time.monotonic() < deadline:
+        if not audio_announced and session.recorder.audible:
+            _progress("receiving audio")
+            audio_announced = True
+        # With no input at all there is nothing to answer: run until --seconds.
+        has_input = args.say is not None or args.wav is not None
+        tracker.input_finished = has_input and session.microphone.finished.is_set()
+        if tracker.done and session.recorder.quiet_for() >= QUIET_BEFORE_HANGUP:
+            return
+        if not session.connected:
+            raise ConnectionFailed("the connection dropped")
+        await asyncio.sleep(0.05)
+    _progress(f"{args.seconds:g} s elapsed")
+
+
+def _summary(args: argparse.Namespace, session: RealtimeSession) -> int:
+    recorder = session.recorder
+    if not recorder.audible:
+        _progress("done, but no audio came back")
+        return ExitCode.NO_CONNECTION
+    where = f" written to {args.out}" if args.out else ""
+    _progress(f"done ({recorder.seconds_written:.1f} s of audio{where}, {SAMPLE_RATE} Hz mono 16-bit)")
+    return ExitCode.OK
+
+
+def _progress(message: str) -> None:
+    print(f"talk: {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Typed failures, so callers (and the CLI's exit codes) can tell "wait and retry" from "fix your key".
+
+Two families: `TokenError` for the token endpoint, `SessionError` for the WebRTC call to OpenAI.
+No message here ever contains the ephemeral token.
+"""
+
+from __future__ import annotations
+
+
+class TokenError(Exception):
+    """The token endpoint did not give us a token. `status` is None when no HTTP answer arrived."""
+
+    def __init__(self, status: int | None, code: str, message: str) -> None:
+        super().__init__(f"{status if status is not None else '-'} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class AuthError(TokenError):
+    """401: our service's API key is missing, unknown or revoked."""
+
+
+class RateLimited(TokenError):
+    """429: per-caller rate limit or the daily budget; `retry_after` is whole seconds."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int) -> None:
+        super().__init__(status, code, message)
+        self.retry_after = retry_after
+
+
+class ClientError(TokenError):
+    """Any other 4xx: the request itself is wrong (bad voice/preset, origin not allowed, too large)."""
+
+
+class ServerError(TokenError):
+    """5xx: the endpoint or OpenAI behind it failed; `retry_after` is set when the server said when to retry."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(status, code, message)
+        self.retry_after = retry_after
+
+
+class EndpointUnreachable(TokenError):
+    """No HTTP answer at all: refused, DNS, TLS or timeout."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(None, code, message)
+
+
+class InvalidResponse(TokenError):
+    """An answer that is not the documented shape (e.g. a 200 with an HTML body, or a redirect)."""
+
+
+class SessionError(Exception):
+    """The realtime call could not be set up or broke."""
+
+
+class CallRefused(SessionError):
+    """OpenAI answered the SDP offer with an error (401 for an expired or unknown token)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+class ConnectionFailed(SessionError):
+    """The offer could not be posted, or ICE/DTLS/the data channel never came up."""

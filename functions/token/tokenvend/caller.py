@@ -1,0 +1,68 @@
+"""Who is calling: an API-key caller (`Authorization: Bearer <key>`) or an anonymous one, identified by the source
+IP that API Gateway saw. Never a header the client sets (X-Forwarded-For and friends are ignored): those are free
+to forge. IPv6 callers count per /64, the usual allocation to one subscriber, so rotating addresses inside it does
+not multiply the allowance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tokenvend.errors import ApiError, Code
+
+API_KEY_PREFIX = "rtv_"
+IPV6_PREFIX_LENGTH = 64
+
+
+class CallerKind(StrEnum):
+    ANONYMOUS = "anonymous"
+    API_KEY = "api_key"
+
+
+@dataclass(frozen=True)
+class Caller:
+    kind: CallerKind
+    hash: str  # salted: safe to log and to send to OpenAI as the safety identifier
+    key_hash: str | None = None  # for API-key callers: the unsalted SHA-256 under which the key is stored
+
+
+def hash_api_key(key: str) -> str:
+    """Keys are 256-bit random, so a plain SHA-256 cannot be reversed by guessing; no salt needed to store them."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def network_of(source_ip: str) -> str:
+    address = ipaddress.ip_address(source_ip)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX_LENGTH), strict=False))
+    return str(address)
+
+
+def identify(authorization: str | None, source_ip: str, salt: bytes, *, allow_anonymous: bool) -> Caller:
+    if authorization is not None:
+        scheme, _, key = authorization.strip().partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key.startswith(API_KEY_PREFIX) or len(key) > 200:
+            raise ApiError(401, Code.INVALID_API_KEY, "The API key is missing, malformed or not valid.",
+                           {"WWW-Authenticate": "Bearer"})
+        key_hash = hash_api_key(key)
+        return Caller(CallerKind.API_KEY, _salted(salt, f"key:{key_hash}"), key_hash)
+    if not allow_anonymous:
+        raise ApiError(401, Code.ANONYMOUS_DISABLED, "This service requires an API key: send Authorization: Bearer.",
+                       {"WWW-Authenticate": "Bearer"})
+    try:
+        network = network_of(source_ip)
+    except ValueError:
+        # API Gateway always supplies one; a missing source is a broken event, and it must not share a bucket.
+        raise ApiError(400, Code.INVALID_REQUEST, "The request has no usable source address.") from None
+    return Caller(CallerKind.ANONYMOUS, _salted(salt, f"ip:{network}"))
+
+
+def _salted(salt: bytes, identity: str) -> str:
+    return hmac.new(salt, identity.encode(), hashlib.sha256).hexdigest()[:32]

@@ -1,0 +1,312 @@
+"""Per-caller rate limits, the global daily cap and the kill switch, metered in DynamoDB.
+
+Each allowed token costs one `TransactWriteItems` with three parts, all or nothing:
+  1. the caller's GCRA state: a compare-and-set of `tat` (so the new value is exact and no read is needed),
+     for API keys on the key's own item, which also proves the key exists and is not revoked;
+  2. the UTC day's counter, incremented only while under `GlobalDailyLimit`;
+  3. a condition check that the kill switch item is not set.
+Nothing is locked while OpenAI is called. A denied request writes nothing; a request refused by the global cap is
+not charged to the caller (the transaction fails whole); a token OpenAI failed to mint is given back to both
+budgets by `release`. When the guess of `tat` is stale (another container moved it), the failed condition returns
+the current item and we retry with it: each retry means some other request made progress, so this terminates.
+If DynamoDB fails or throttles we refuse (fail closed): a token is never issued unmetered.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from tokenvend import table
+from tokenvend.api_keys import ApiKeyRecord, ApiKeyStore
+from tokenvend.caller import Caller, CallerKind
+from tokenvend.errors import ApiError, Code
+from tokenvend.gcra import Bucket, Decision, decide
+from tokenvend.settings import LimitSettings
+
+MAX_ATTEMPTS = 12
+KEY_CACHE_SECONDS = 60  # a key's own limits may lag this long; revocation does not (checked in every write)
+HINT_CACHE_SIZE = 10_000
+BUCKET_TTL_MARGIN_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A metered permission to mint one token; `release` it if the token was not issued."""
+
+    caller_pk: str
+    bucket: Bucket
+    day: str
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What the RateLimit-* headers say."""
+
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
+                "RateLimit-Reset": str(self.reset_seconds)}
+
+
+class Limiter:
+    def __init__(self, client: Any, table_name: str, limits: LimitSettings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self._table = table_name
+        self._limits = limits
+        self._clock = clock
+        self._keys = ApiKeyStore(client, table_name)
+        self._key_cache: dict[str, tuple[float, ApiKeyRecord]] = {}
+        # Our last known `tat` per caller: the compare-and-set guess. Wrong guesses cost a retry, never correctness.
+        self._tat_hint: dict[str, int] = {}
+
+    @property
+    def anonymous_bucket(self) -> Bucket:
+        return Bucket.per_hour(self._limits.anonymous_burst, self._limits.anonymous_rate_per_hour)
+
+    def acquire(self, caller: Caller) -> Grant:
+        if self._limits.issuing_paused:
+            raise ApiError(503, Code.ISSUING_PAUSED, "Issuing is paused by the owner.", {"Retry-After": "60"})
+        bucket, pk, is_key = self._bucket_for(caller)
+        for attempt in range(MAX_ATTEMPTS):
+            now = self._now_ms()
+            tat = self._tat_hint.get(pk)
+            decision = decide(bucket, tat, now)
+            if not decision.allowed:
+                # Only a read can tell whether our hint is stale; denial is not the warm path.
+                tat = self._read_tat(pk, is_key)
+                decision = decide(bucket, tat, now)
+                if not decision.allowed:
+                    self._remember(pk, tat)
+                    raise _rate_limited(bucket, decision)
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[
+                        self._charge_caller(pk, is_key, tat, now, decision.new_tat, bucket),
+                        self._count_today(now),
+                        self._not_paused(),
+                    ],
+                )
+            except ClientError as exc:
+                if _error_code(exc) != "TransactionCanceledException":
+                    raise _unavailable(exc) from None
+                self._on_cancel(exc, pk, is_key, caller, attempt, now)
+                continue
+            except BotoCoreError as exc:
+                raise _unavailable(exc) from None
+            self._remember(pk, decision.new_tat)
+            return Grant(pk, bucket, _day(now), decision)
+        raise ApiError(429, Code.RATE_LIMITED, "Too many simultaneous requests; retry shortly.", {"Retry-After": "1"})
+
+    def release(self, grant: Grant) -> None:
+        """Give back a token that was not issued. Best effort: a failure here costs the caller a slot, never spend."""
+        try:
+            self._client.transact_write_items(TransactItems=[
+                {"Update": {
+                    "TableName": self._table,
+                    "Key": {table.PK: {"S": grant.caller_pk}},
+                    "UpdateExpression": "SET #tat = #tat - :interval",
+                    "ConditionExpression": "attribute_exists(#tat)",
+                    "ExpressionAttributeNames": {"#tat": table.TAT},
+                    "ExpressionAttributeValues": {":interval": _n(grant.bucket.interval_ms)},
+                }},
+                {"Update": {
+                    "TableName": self._table,
+                    "Key": {table.PK: {"S": table.day_pk(grant.day)}},
+                    "UpdateExpression": "ADD #count :minus_one",
+                    "ConditionExpression": "attribute_exists(#count)",
+                    "ExpressionAttributeNames": {"#count": table.COUNT},
+                    "ExpressionAttributeValues": {":minus_one": _n(-1)},
+                }},
+            ])
+        except (ClientError, BotoCoreError):
+            return
+        finally:
+            self._tat_hint.pop(grant.caller_pk, None)
+
+    def allowance(self, caller: Caller) -> Allowance:
+        """The caller's allowance as this container last saw it, for answers that did not touch the limiter."""
+        bucket, pk, _ = self._bucket_for(caller, cached_only=True)
+        now = self._now_ms()
+        tat = max(self._tat_hint.get(pk, now), now)
+        remaining = max(0, (now + bucket.capacity_ms() - tat) // bucket.interval_ms)
+        return Allowance(bucket.burst, remaining, -(-(tat - now) // 1000))
+
+    @staticmethod
+    def allowance_of(grant: Grant) -> Allowance:
+        return Allowance(grant.bucket.burst, grant.decision.remaining, grant.decision.reset_seconds)
+
+    # --- the three parts of the transaction -------------------------------------------------------------
+
+    def _charge_caller(self, pk: str, is_key: bool, tat: int | None, now: int, new_tat: int,
+                       bucket: Bucket) -> dict[str, Any]:
+        names = {"#tat": table.TAT}
+        values: dict[str, Any] = {":new_tat": _n(new_tat)}
+        if tat is None or tat <= now:
+            # Any tat at or before now means a full bucket: the outcome does not depend on its exact value.
+            condition = "(attribute_not_exists(#tat) OR #tat <= :now)"
+            values[":now"] = _n(now)
+        else:
+            condition = "#tat = :tat"
+            values[":tat"] = _n(tat)
+        if is_key:
+            update = "SET #tat = :new_tat, #last_used = :now_s"
+            condition = f"attribute_exists(pk) AND #revoked = :false AND {condition}"
+            names |= {"#last_used": table.KEY_LAST_USED, "#revoked": table.KEY_REVOKED}
+            values |= {":now_s": _n(now // 1000), ":false": {"BOOL": False}}
+        else:
+            # Once tat has passed the bucket is full again, and a missing item means exactly that: let TTL reap it.
+            update = "SET #tat = :new_tat, #ttl = :ttl"
+            names["#ttl"] = table.TTL
+            values[":ttl"] = _n(new_tat // 1000 + BUCKET_TTL_MARGIN_SECONDS)
+        return {"Update": {
+            "TableName": self._table,
+            "Key": {table.PK: {"S": pk}},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }}
+
+    def _count_today(self, now: int) -> dict[str, Any]:
+        day_end = _day_end(now)
+        return {"Update": {
+            "TableName": self._table,
+            "Key": {table.PK: {"S": table.day_pk(_day(now))}},
+            "UpdateExpression": "ADD #count :one SET #ttl = :ttl",
+            "ConditionExpression": "attribute_not_exists(#count) OR #count < :limit",
+            "ExpressionAttributeNames": {"#count": table.COUNT, "#ttl": table.TTL},
+            "ExpressionAttributeValues": {":one": _n(1), ":limit": _n(self._limits.global_daily_limit),
+                                          ":ttl": _n(day_end // 1000 + 86_400)},
+        }}
+
+    def _not_paused(self) -> dict[str, Any]:
+        return {"ConditionCheck": {
+            "TableName": self._table,
+            "Key": {table.PK: {"S": table.CONTROL_PK}},
+            "ConditionExpression": "attribute_not_exists(#paused) OR #paused = :false",
+            "ExpressionAttributeNames": {"#paused": table.PAUSED},
+            "ExpressionAttributeValues": {":false": {"BOOL": False}},
+        }}
+
+    # --- when the transaction is cancelled ---------------------------------------------------------------
+
+    def _on_cancel(self, exc: ClientError, pk: str, is_key: bool, caller: Caller, attempt: int, now: int) -> None:
+        reasons = exc.response.get("CancellationReasons") or []
+        codes = [r.get("Code", "None") for r in reasons] + ["None"] * (3 - len(reasons))
+        caller_code, day_code, control_code = codes[:3]
+        if control_code == "ConditionalCheckFailed":
+            raise ApiError(503, Code.ISSUING_PAUSED, "Issuing is paused by the owner.", {"Retry-After": "60"})
+        if day_code == "ConditionalCheckFailed":
+            raise ApiError(429, Code.DAILY_BUDGET_EXHAUSTED,
+                           "Today's token budget for this service is used up; it resets at 00:00 UTC.",
+                           {"Retry-After": str(-(-(_day_end(now) - now) // 1000))})
+        if caller_code == "ConditionalCheckFailed":
+            item = reasons[0].get("Item") or {}
+            if is_key and (not item or item.get(table.KEY_REVOKED, {}).get("BOOL", False)):
+                self._key_cache.pop(caller.key_hash or "", None)
+                raise _invalid_key()
+            self._remember(pk, int(item[table.TAT]["N"]) if table.TAT in item else None)
+            return
+        if any(code in ("TransactionConflict", "None") for code in codes):
+            # Another transaction touched one of our items at the same moment: back off briefly and retry.
+            time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))  # noqa: S311 - jitter, not security
+            return
+        raise ApiError(503, Code.LIMITER_UNAVAILABLE, "The rate limiter is unavailable; try again shortly.",
+                       {"Retry-After": "2"})
+
+    def _read_tat(self, pk: str, is_key: bool) -> int | None:
+        try:
+            item = self._client.get_item(TableName=self._table, Key={table.PK: {"S": pk}},
+                                         ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc) from None
+        if is_key and (not item or item.get(table.KEY_REVOKED, {}).get("BOOL", False)):
+            raise _invalid_key()
+        return int(item[table.TAT]["N"]) if item and table.TAT in item else None
+
+    # --- who pays -----------------------------------------------------------------------------------------
+
+    def _bucket_for(self, caller: Caller, *, cached_only: bool = False) -> tuple[Bucket, str, bool]:
+        limits = self._limits
+        if caller.kind is CallerKind.ANONYMOUS:
+            return self.anonymous_bucket, table.bucket_pk(caller.hash), False
+        key_hash = caller.key_hash or ""
+        record = self._key_record(key_hash, cached_only=cached_only)
+        burst = record.burst if record and record.burst else limits.api_key_burst
+        rate = record.rate_per_hour if record and record.rate_per_hour else limits.api_key_rate_per_hour
+        return Bucket.per_hour(burst, rate), table.key_pk(key_hash), True
+
+    def _key_record(self, key_hash: str, *, cached_only: bool) -> ApiKeyRecord | None:
+        cached = self._key_cache.get(key_hash)
+        if cached and self._clock() - cached[0] < KEY_CACHE_SECONDS:
+            return cached[1]
+        if cached_only:
+            return None
+        try:
+            record = self._keys.get(key_hash)
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable(exc) from None
+        if record is None or record.revoked:
+            raise _invalid_key()
+        self._key_cache[key_hash] = (self._clock(), record)
+        return record
+
+    def _remember(self, pk: str, tat: int | None) -> None:
+        if len(self._tat_hint) >= HINT_CACHE_SIZE:
+            self._tat_hint.clear()
+        if tat is None:
+            self._tat_hint.pop(pk, None)
+        else:
+            self._tat_hint[pk] = tat
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _day(now_ms: int) -> str:
+    return datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y-%m-%d")
+
+
+def _day_end(now_ms: int) -> int:
+    start = datetime.fromtimestamp(now_ms / 1000, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int((start + timedelta(days=1)).timestamp() * 1000)
+
+
+def _error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _rate_limited(bucket: Bucket, decision: Decision) -> ApiError:
+    headers = {"Retry-After": str(decision.retry_after_seconds),
+               **Allowance(bucket.burst, 0, decision.reset_seconds).headers()}
+    return ApiError(429, Code.RATE_LIMITED,
+                    f"Too many tokens requested; retry in {decision.retry_after_seconds} s.", headers)
+
+
+def _invalid_key() -> ApiError:
+    return ApiError(401, Code.INVALID_API_KEY, "The API key is missing, malformed or not valid.",
+                    {"WWW-Authenticate": "Bearer"})
+
+
+def _unavailable(exc: BaseException) -> ApiError:
+    error = ApiError(503, Code.LIMITER_UNAVAILABLE, "The rate limiter is unavailable; try again shortly.",
+                     {"Retry-After": "2"})
+    error.__cause__ = exc  # kept for the log line, never shown to the caller
+    return error

@@ -1,0 +1,117 @@
+"""The one call we make to OpenAI: `POST /realtime/client_secrets`, through one httpx client reused across
+invocations (a warm function keeps its TLS connection).
+
+Retry policy: one quick retry on a connection error or a 5xx, none on a 4xx (the same request would fail the same
+way) and none on a read timeout (a second wait would blow the caller's time budget). Failures come out as
+`UpstreamFailure` with a kind the caller maps to an HTTP answer; OpenAI's own error body never leaves this module
+except as a short, key-free summary for the log.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=5.0, pool=3.0)
+RETRY_PAUSE_SECONDS = 0.2
+MAX_RETRY_AFTER_SECONDS = 60
+
+
+class FailureKind(StrEnum):
+    AUTH = "auth"  # 401/403: the key is wrong, revoked or lacks access
+    BUSY = "busy"  # 429: OpenAI rate limit or quota
+    REJECTED = "rejected"  # another 4xx: OpenAI refused our session configuration
+    ERROR = "error"  # 5xx or an answer we cannot use
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+
+
+class UpstreamFailure(Exception):
+    def __init__(self, kind: FailureKind, status: int | None, detail: str, retry_after: int | None = None) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.status = status
+        self.detail = detail  # safe for logs: status, OpenAI's error code/param/type, never a key or token
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ClientSecret:
+    value: str
+    expires_at: int
+
+
+class OpenAIClient:
+    def __init__(self, base_url: str, http: httpx.Client | None = None) -> None:
+        self._url = f"{base_url.rstrip('/')}/realtime/client_secrets"
+        self._http = http or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+        self.last_latency_ms = 0.0
+
+    def create_client_secret(self, api_key: str, body: dict[str, Any], safety_identifier: str) -> ClientSecret:
+        headers = {"Authorization": f"Bearer {api_key}", "OpenAI-Safety-Identifier": safety_identifier}
+        for attempt in (1, 2):
+            started = time.perf_counter()
+            try:
+                response = self._http.post(self._url, json=body, headers=headers)
+            except httpx.TimeoutException as exc:
+                if isinstance(exc, httpx.ConnectTimeout) and attempt == 1:
+                    time.sleep(RETRY_PAUSE_SECONDS)
+                    continue
+                raise UpstreamFailure(FailureKind.TIMEOUT, None, type(exc).__name__) from None
+            except httpx.TransportError as exc:
+                if attempt == 1:
+                    time.sleep(RETRY_PAUSE_SECONDS)
+                    continue
+                raise UpstreamFailure(FailureKind.UNREACHABLE, None, type(exc).__name__) from None
+            finally:
+                self.last_latency_ms = (time.perf_counter() - started) * 1000
+            if response.status_code >= 500 and attempt == 1:
+                time.sleep(RETRY_PAUSE_SECONDS)
+                continue
+            return _parse(response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _parse(response: httpx.Response) -> ClientSecret:
+    status = response.status_code
+    if status == 200:
+        try:
+            data = response.json()
+            value, expires_at = data["value"], data["expires_at"]
+        except (ValueError, KeyError, TypeError):
+            raise UpstreamFailure(FailureKind.ERROR, status, "200 without a usable value/expires_at") from None
+        if not isinstance(value, str) or not value or not isinstance(expires_at, int) or isinstance(expires_at, bool):
+            raise UpstreamFailure(FailureKind.ERROR, status, "200 with a malformed value/expires_at")
+        return ClientSecret(value=value, expires_at=expires_at)
+    if status in (401, 403):
+        # OpenAI's 401 message quotes part of the key: keep only the status.
+        raise UpstreamFailure(FailureKind.AUTH, status, f"{status}")
+    detail = f"{status} {_error_summary(response)}"
+    if status == 429:
+        raise UpstreamFailure(FailureKind.BUSY, status, detail, _retry_after(response))
+    if 400 <= status < 500:
+        raise UpstreamFailure(FailureKind.REJECTED, status, detail)
+    raise UpstreamFailure(FailureKind.ERROR, status, detail)
+
+
+def _error_summary(response: httpx.Response) -> str:
+    """OpenAI's error type/code/param and message: enough to diagnose a misconfiguration from the log."""
+    try:
+        error = response.json()["error"]
+        parts = [str(error.get(k)) for k in ("type", "code", "param") if error.get(k)]
+        message = str(error.get("message", ""))[:200]
+        return " ".join([*parts, message]).strip()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "(no error body)"
+
+
+def _retry_after(response: httpx.Response) -> int:
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        seconds = 5
+    return max(1, min(MAX_RETRY_AFTER_SECONDS, round(seconds)))

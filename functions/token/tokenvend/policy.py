@@ -1,0 +1,76 @@
+"""The session policy: what the owner fixed, what a caller may choose, and the request we send to OpenAI.
+
+The caller chooses only a voice and a preset name from the owner's lists; instructions text, model, lifetime and
+audio settings never come from the caller. The request body follows OpenAI's GA
+`RealtimeCreateClientSecretRequest` (not the retired beta shape).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tokenvend.settings import Settings
+
+
+@dataclass(frozen=True)
+class SessionChoice:
+    voice: str
+    preset: str
+
+
+class PolicyViolation(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class SessionPolicy:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def choose(self, voice: str | None, preset: str | None) -> SessionChoice:
+        s = self._settings
+        voice = s.default_voice if voice is None else voice
+        preset = s.default_preset if preset is None else preset
+        if voice not in s.voices:
+            raise PolicyViolation("voice", f"voice must be one of: {', '.join(s.voices)}")
+        if preset not in s.presets:
+            raise PolicyViolation("preset", f"preset must be one of: {', '.join(s.presets)}")
+        return SessionChoice(voice=voice, preset=preset)
+
+    def client_secret_request(self, choice: SessionChoice) -> dict[str, Any]:
+        s = self._settings
+        # Turn detection is null, not absent, when off: absent means OpenAI's default (server VAD).
+        # Transcription and noise reduction are off by default and their schemas do not admit null: omit them.
+        audio_input: dict[str, Any] = {"turn_detection": {"type": s.turn_detection} if s.turn_detection else None}
+        if s.transcription_model:
+            audio_input["transcription"] = {"model": s.transcription_model}
+        if s.noise_reduction:
+            audio_input["noise_reduction"] = {"type": s.noise_reduction}
+        session: dict[str, Any] = {
+            "type": "realtime",
+            "model": s.model,
+            "instructions": s.presets[choice.preset],
+            "audio": {"input": audio_input, "output": {"voice": choice.voice}},
+        }
+        if s.max_output_tokens is not None:
+            session["max_output_tokens"] = s.max_output_tokens
+        return {"expires_after": {"anchor": "created_at", "seconds": s.token_ttl_seconds}, "session": session}
+
+    def public_session(self, choice: SessionChoice) -> dict[str, str]:
+        return {"model": self._settings.model, "voice": choice.voice, "preset": choice.preset}
+
+    def public_options(self) -> dict[str, Any]:
+        """What a client may choose from. Preset names only: the instructions text stays server-side."""
+        s = self._settings
+        return {
+            "model": s.model,
+            "voices": list(s.voices),
+            "default_voice": s.default_voice,
+            "presets": list(s.presets),
+            "default_preset": s.default_preset,
+            "token_ttl_seconds": s.token_ttl_seconds,
+            "transcription": s.transcription_model is not None,
+            "realtime_url": s.realtime_url,
+        }

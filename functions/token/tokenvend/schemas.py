@@ -1,0 +1,69 @@
+"""The HTTP API's request and response models. They drive validation and the generated OpenAPI description.
+
+The token request's `voice` and `preset` are enums of the owner's lists, so the description tells a client exactly
+what it may send, and an out-of-policy value fails validation with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from tokenvend.settings import Settings
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. `rate_limited`")
+    message: str = Field(description="Human-readable explanation, safe to show")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class SessionSummary(BaseModel):
+    model: str
+    voice: str
+    preset: str
+
+
+class TokenResponse(BaseModel):
+    token: str = Field(description="OpenAI ephemeral client secret (`ek_...`); send it as the Bearer of the SDP POST")
+    expires_at: int = Field(description="Unix seconds after which the token can start no new session")
+    realtime_url: str = Field(description="Where to POST the SDP offer (Content-Type: application/sdp)")
+    session: SessionSummary
+
+
+class AnonymousAllowance(BaseModel):
+    enabled: bool
+    burst: int = Field(description="Tokens an anonymous caller may take at once")
+    rate_per_hour: float = Field(description="Tokens per hour an anonymous caller earns back")
+    global_daily_limit: int = Field(description="Tokens per UTC day across all callers")
+
+
+class Options(BaseModel):
+    model: str
+    voices: list[str]
+    default_voice: str
+    presets: list[str]
+    default_preset: str
+    token_ttl_seconds: int
+    transcription: bool = Field(description="Whether the session transcribes what the user says")
+    realtime_url: str
+    anonymous: AnonymousAllowance
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+def token_request_model(settings: Settings) -> type[BaseModel]:
+    voice = Literal[settings.voices]  # type: ignore[valid-type]
+    preset = Literal[tuple(settings.presets)]  # type: ignore[valid-type]
+    return create_model(
+        "TokenRequest",
+        __config__=ConfigDict(extra="forbid", strict=True),
+        voice=(voice | None, Field(default=None, description=f"Default: {settings.default_voice}")),
+        preset=(preset | None, Field(default=None, description=f"Default: {settings.default_preset}")),
+    )

@@ -1,0 +1,208 @@
+"""The function's configuration: read from the environment once at start-up, validated, then immutable.
+
+Every variable here is set by template.yaml from a stack parameter. A bad value stops the cold start with a
+message naming the variable, rather than surfacing later as a confusing error on some request.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+KNOWN_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+TURN_DETECTION_TYPES = ("semantic_vad", "server_vad", "none")
+NOISE_REDUCTION_TYPES = ("near_field", "far_field", "none")
+TOKEN_TTL_RANGE = (10, 600)  # our policy; OpenAI allows up to 7200, but a short TTL is the only lever on reuse
+PRESET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_PRESETS = {"default": "You are a friendly, helpful voice assistant. Keep your answers short."}
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the environment variable."""
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    anonymous_burst: int
+    anonymous_rate_per_hour: float
+    api_key_burst: int
+    api_key_rate_per_hour: float
+    global_daily_limit: int
+    allow_anonymous: bool
+    issuing_paused: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    openai_base_url: str
+    openai_secret_id: str
+    hash_salt_secret_id: str
+    table_name: str
+    secret_cache_seconds: int
+    model: str
+    voices: tuple[str, ...]
+    default_voice: str
+    presets: Mapping[str, str]
+    default_preset: str
+    transcription_model: str | None
+    turn_detection: str | None
+    noise_reduction: str | None
+    max_output_tokens: int | None
+    token_ttl_seconds: int
+    allowed_origins: tuple[str, ...]
+    limits: LimitSettings
+
+    @property
+    def realtime_url(self) -> str:
+        """Where a client posts its SDP offer: derived from the base URL so a local peer works unchanged."""
+        return f"{self.openai_base_url}/realtime/calls"
+
+    @property
+    def client_secrets_url(self) -> str:
+        return f"{self.openai_base_url}/realtime/client_secrets"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        return _parse(_Env(os.environ if env is None else env))
+
+
+class _Env:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def str(self, name: str, default: str | None = None) -> str:
+        value = self._env.get(name, "").strip()
+        if value:
+            return value
+        if default is None:
+            raise SettingsError(f"{name} must be set")
+        return default
+
+    def int(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.str(name, str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def float(self, name: str, default: float, low: float, high: float) -> float:
+        raw = self.str(name, str(default))
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {raw}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.str(name, "true" if default else "false").lower()
+        if raw in ("true", "1", "yes"):
+            return True
+        if raw in ("false", "0", "no"):
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.str(name, default)
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def csv(self, name: str, default: str) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(part.strip() for part in self.str(name, default).split(",") if part.strip()))
+        if not items:
+            raise SettingsError(f"{name} must list at least one value")
+        return items
+
+
+def _parse(env: _Env) -> Settings:
+    voices = env.csv("ALLOWED_VOICES", "marin,cedar")
+    unknown = [v for v in voices if v not in KNOWN_VOICES]
+    if unknown:
+        raise SettingsError(f"ALLOWED_VOICES has unknown voices {unknown}; known: {', '.join(KNOWN_VOICES)}")
+    default_voice = env.str("DEFAULT_VOICE", voices[0])
+    if default_voice not in voices:
+        raise SettingsError(f"DEFAULT_VOICE {default_voice!r} must be one of ALLOWED_VOICES")
+
+    presets = _parse_presets(env.str("INSTRUCTION_PRESETS", json.dumps(DEFAULT_PRESETS)))
+    default_preset = env.str("DEFAULT_PRESET", next(iter(presets)))
+    if default_preset not in presets:
+        raise SettingsError(f"DEFAULT_PRESET {default_preset!r} must be a key of INSTRUCTION_PRESETS")
+
+    transcription = env.str("TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
+    turn_detection = env.choice("TURN_DETECTION", "semantic_vad", TURN_DETECTION_TYPES)
+    noise_reduction = env.choice("NOISE_REDUCTION", "near_field", NOISE_REDUCTION_TYPES)
+    max_output = env.str("MAX_OUTPUT_TOKENS", "inf")
+    return Settings(
+        openai_base_url=_parse_base_url(env.str("OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL)),
+        openai_secret_id=env.str("OPENAI_SECRET_ARN"),
+        hash_salt_secret_id=env.str("HASH_SALT_SECRET_ARN"),
+        table_name=env.str("TABLE_NAME"),
+        secret_cache_seconds=env.int("SECRET_CACHE_SECONDS", 300, 0, 3600),
+        model=env.str("REALTIME_MODEL", "gpt-realtime"),
+        voices=voices,
+        default_voice=default_voice,
+        presets=presets,
+        default_preset=default_preset,
+        transcription_model=None if transcription == "none" else transcription,
+        turn_detection=None if turn_detection == "none" else turn_detection,
+        noise_reduction=None if noise_reduction == "none" else noise_reduction,
+        max_output_tokens=None if max_output == "inf" else env.int("MAX_OUTPUT_TOKENS", 0, 1, 4096),
+        token_ttl_seconds=env.int("TOKEN_TTL_SECONDS", 60, *TOKEN_TTL_RANGE),
+        allowed_origins=_parse_origins(env.str("ALLOWED_ORIGINS", "none")),
+        limits=LimitSettings(
+            anonymous_burst=env.int("ANONYMOUS_BURST", 3, 1, 10_000),
+            anonymous_rate_per_hour=env.float("ANONYMOUS_RATE_PER_HOUR", 10, 0.001, 1_000_000),
+            api_key_burst=env.int("API_KEY_BURST", 20, 1, 10_000),
+            api_key_rate_per_hour=env.float("API_KEY_RATE_PER_HOUR", 120, 0.001, 1_000_000),
+            global_daily_limit=env.int("GLOBAL_DAILY_LIMIT", 500, 0, 10_000_000),
+            allow_anonymous=env.bool("ALLOW_ANONYMOUS", True),
+            issuing_paused=env.bool("ISSUING_PAUSED", False),
+        ),
+    )
+
+
+def _parse_base_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+        raise SettingsError(f"OPENAI_BASE_URL must be an http(s) URL without query, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _parse_presets(raw: str) -> dict[str, str]:
+    try:
+        presets = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"INSTRUCTION_PRESETS must be a JSON object of name -> instructions: {exc}") from None
+    if not isinstance(presets, dict) or not presets:
+        raise SettingsError("INSTRUCTION_PRESETS must be a non-empty JSON object of name -> instructions")
+    for name, text in presets.items():
+        if not PRESET_NAME.match(name):
+            raise SettingsError(f"INSTRUCTION_PRESETS name {name!r} must match {PRESET_NAME.pattern}")
+        if not isinstance(text, str) or not text.strip():
+            raise SettingsError(f"INSTRUCTION_PRESETS[{name!r}] must be non-empty text")
+    return presets
+
+
+def _parse_origins(raw: str) -> tuple[str, ...]:
+    """`none` (or nothing) means no browser origin is allowed: API-only use. `*` is refused: it would defeat
+    the check. The template appends the site's CloudFront origin to the owner's list, so `none` may sit
+    beside real origins."""
+    parts = (o.strip().rstrip("/") for o in raw.split(","))
+    origins = tuple(dict.fromkeys(o for o in parts if o and o.lower() != "none"))
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin == "*" or parts.scheme not in ("https", "http") or not parts.netloc or parts.path:
+            raise SettingsError(f"ALLOWED_ORIGINS entries must be origins like https://example.com, got {origin!r}")
+    return origins

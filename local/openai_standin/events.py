@@ -1,0 +1,124 @@
+"""Builders for Realtime server events and the objects inside them, shaped like the RealtimeServerEvent* schemas."""
+
+from __future__ import annotations
+
+import math
+import secrets
+import string
+from typing import Any
+
+_BASE62 = string.ascii_letters + string.digits
+
+JsonObject = dict[str, Any]
+
+
+def new_id(prefix: str) -> str:
+    """An id in OpenAI's style: a prefix and 21 base62 characters (`event_C9G8pqbTEddBSIxbBN6Os`)."""
+    return prefix + "_" + "".join(secrets.choice(_BASE62) for _ in range(21))
+
+
+def server_event(event_type: str, **fields: Any) -> JsonObject:
+    return {"type": event_type, "event_id": new_id("event"), **fields}
+
+
+def error_event(
+    code: str | None,
+    message: str,
+    *,
+    param: str | None = None,
+    client_event_id: str | None = None,
+    error_type: str = "invalid_request_error",
+) -> JsonObject:
+    return server_event(
+        "error",
+        error={"type": error_type, "code": code, "message": message, "param": param, "event_id": client_event_id},
+    )
+
+
+def user_audio_item(item_id: str, transcript: str | None = None) -> JsonObject:
+    part: JsonObject = {"type": "input_audio"}
+    if transcript is not None:
+        # The schema types `transcript` as a string; leaving it out until it exists keeps events valid.
+        part["transcript"] = transcript
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "message",
+        "status": "completed",
+        "role": "user",
+        "content": [part],
+    }
+
+
+def assistant_item(item_id: str, *, status: str, audio: bool, transcript: str | None) -> JsonObject:
+    content: list[JsonObject] = []
+    if transcript is not None:
+        content.append(
+            {"type": "output_audio", "transcript": transcript} if audio else {"type": "output_text", "text": transcript}
+        )
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": content,
+    }
+
+
+def usage(
+    *, instructions: str, input_text: str, input_audio_seconds: float, output_text: str, output_audio_seconds: float
+) -> JsonObject:
+    """A plausible token count: OpenAI bills audio at roughly 10 input and 20 output tokens a second."""
+    input_text_tokens = math.ceil(len(instructions) / 4) + math.ceil(len(input_text) / 4)
+    input_audio_tokens = math.ceil(input_audio_seconds * 10)
+    output_text_tokens = math.ceil(len(output_text) / 4)
+    output_audio_tokens = math.ceil(output_audio_seconds * 20)
+    input_tokens = input_text_tokens + input_audio_tokens
+    output_tokens = output_text_tokens + output_audio_tokens
+    return {
+        "total_tokens": input_tokens + output_tokens,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "input_token_details": {
+            "text_tokens": input_text_tokens,
+            "audio_tokens": input_audio_tokens,
+            "image_tokens": 0,
+            "cached_tokens": 0,
+            "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
+        },
+        "output_token_details": {"text_tokens": output_text_tokens, "audio_tokens": output_audio_tokens},
+    }
+
+
+def response_object(
+    response_id: str,
+    *,
+    status: str,
+    status_details: JsonObject | None,
+    output: list[JsonObject],
+    conversation_id: str | None,
+    modalities: list[str],
+    session: JsonObject,
+    usage_block: JsonObject | None,
+    metadata: JsonObject | None,
+) -> JsonObject:
+    output_audio = (session.get("audio") or {}).get("output") or {}
+    return {
+        "object": "realtime.response",
+        "id": response_id,
+        "status": status,
+        "status_details": status_details,
+        "output": output,
+        "conversation_id": conversation_id,
+        "output_modalities": modalities,
+        "max_output_tokens": session.get("max_output_tokens", "inf"),
+        "audio": {
+            "output": {
+                "format": output_audio.get("format") or {"type": "audio/pcm", "rate": 24000},
+                "voice": output_audio.get("voice", "alloy"),
+            }
+        },
+        "usage": usage_block,
+        "metadata": metadata,
+    }
