@@ -17,7 +17,6 @@ import mimetypes
 import os
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -427,14 +426,14 @@ def _send(
         data=body,
         method="PUT",
         # An empty Content-Type: the pre-signed URL is signed without one, and urllib would add a form type.
-        headers={"Content-Type": "", "Content-Length": str(len(body))},
+        headers={"Content-Type": ""},
     )
     for attempt in range(1, 4):
         try:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
                 logger.info("response sent", extra={"status": status, "http_status": response.status})
                 return
-        except (urllib.error.URLError, OSError) as exc:
+        except OSError as exc:  # URLError and HTTPError included
             # Never log the URL itself: it carries the signature.
             logger.warning("sending the response failed", extra={"attempt": attempt, "error": type(exc).__name__})
             if context.get_remaining_time_in_millis() < 3_000:

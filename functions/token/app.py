@@ -15,8 +15,7 @@ from typing import Annotated, Any
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -43,7 +42,8 @@ secret_store = SecretStore(SecretIds(settings.openai_secret_id, settings.hash_sa
 _dynamodb = boto3.client("dynamodb", config=Config(connect_timeout=2, read_timeout=3,
                                                     retries={"mode": "standard", "max_attempts": 2}))
 limiter = Limiter(_dynamodb, settings.table_name, settings.limits)
-vendor = TokenVendor(settings, secret_store, limiter, OpenAIClient(settings.openai_base_url))
+openai = OpenAIClient(settings.openai_base_url, settings.openai_timeout_seconds)
+vendor = TokenVendor(settings, secret_store, limiter, openai)
 TokenRequest = token_request_model(settings)
 
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -68,6 +68,7 @@ _DESCRIPTIONS = {
     403: "Browser Origin not allowed (`origin_not_allowed`)",
     405: "Method not allowed",
     413: "Body over 4 KB",
+    415: "Body not sent as application/json",
     429: "`rate_limited` or `daily_budget_exhausted`; see Retry-After",
     500: "`not_configured` (the OpenAI key is not stored yet) or `internal_error`",
     502: "`upstream_auth` (OpenAI refused the key) or `upstream_error`",
@@ -76,29 +77,24 @@ _DESCRIPTIONS = {
 }
 
 
-# --- guards that run before any route ------------------------------------------------------------------------
+# --- guards that run before routing and validation ---------------------------------------------------------
 
-def guard(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
-    event = app.current_event
-    origin = event.headers.get("origin")
+def guard(event: dict[str, Any]) -> ApiError | None:
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    origin = headers.get("origin")
     if origin is not None and origin.rstrip("/") not in settings.allowed_origins:
         # Not authentication (any non-browser client can send any Origin), but it stops other sites' pages.
-        count("Denied", reason=str(Code.ORIGIN_NOT_ALLOWED))
-        return _error_response(ApiError(403, Code.ORIGIN_NOT_ALLOWED, "This origin may not use this API."))
-    if _body_size(event.raw_event) > MAX_BODY_BYTES:
-        too_large = ApiError(413, Code.PAYLOAD_TOO_LARGE, f"The body must be at most {MAX_BODY_BYTES} bytes.")
-        return _error_response(too_large)
-    return next_middleware(app)
+        return ApiError(403, Code.ORIGIN_NOT_ALLOWED, "This origin may not use this API.")
+    if _body_size(event) > MAX_BODY_BYTES:
+        return ApiError(413, Code.PAYLOAD_TOO_LARGE, f"The body must be at most {MAX_BODY_BYTES} bytes.")
+    return None
 
 
-def _body_size(raw_event: dict[str, Any]) -> int:
-    body = raw_event.get("body") or ""
-    if raw_event.get("isBase64Encoded"):
+def _body_size(event: dict[str, Any]) -> int:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
         return len(body) * 3 // 4
     return len(body.encode("utf-8", "surrogatepass"))
-
-
-app.use(middlewares=[guard])
 
 
 # --- routes --------------------------------------------------------------------------------------------------
@@ -109,9 +105,9 @@ app.use(middlewares=[guard])
     description="Returns an ephemeral token bound to the owner's session policy. The caller may choose only a "
     "voice and a preset from `GET /options`. Carries RateLimit-Limit/Remaining/Reset headers.",
     responses={200: {"description": "A token", "content": {"application/json": {"model": TokenResponse}}},
-               **_errors(400, 401, 403, 413, 429, 500, 502, 503, 504)},
+               **_errors(400, 401, 403, 413, 415, 429, 500, 502, 503, 504)},
 )
-def post_token(body: Annotated[TokenRequest | None, Body()] = None) -> Response:  # type: ignore[valid-type]
+def post_token(body: Annotated[TokenRequest | None, Body()] = None):  # type: ignore[valid-type]
     caller = _caller()
     try:
         choice = vendor.policy.choose(getattr(body, "voice", None), getattr(body, "preset", None))
@@ -125,7 +121,7 @@ def post_token(body: Annotated[TokenRequest | None, Body()] = None) -> Response:
 @app.get("/options", summary="The session policy a client may choose from",
          responses={200: {"description": "The public policy", "content": {"application/json": {"model": Options}}},
                     **_errors(403)})
-def get_options() -> Response:
+def get_options():
     limits = settings.limits
     options = {
         **vendor.policy.public_options(),
@@ -137,12 +133,12 @@ def get_options() -> Response:
 
 @app.get("/health", summary="Liveness; makes no upstream call",
          responses={200: {"description": "Alive", "content": {"application/json": {"model": Health}}}, **_errors(403)})
-def get_health() -> Response:
+def get_health():
     return Response(200, content_types.APPLICATION_JSON, json.dumps({"status": "ok"}), NO_STORE)
 
 
 @app.get("/openapi.json", summary="This description", include_in_schema=False)
-def get_openapi() -> Response:
+def get_openapi():
     return Response(200, content_types.APPLICATION_JSON, openapi_document(), {"Cache-Control": "max-age=300"})
 
 
@@ -188,6 +184,12 @@ def on_validation_error(error: RequestValidationError) -> Response:
     return _error_response(invalid_request(_describe(error.errors())))
 
 
+@app.exception_handler(RequestUnsupportedContentType)
+def on_unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
+    return _error_response(ApiError(415, Code.UNSUPPORTED_MEDIA_TYPE,
+                                    "Send the body as JSON, with Content-Type: application/json."))
+
+
 @app.not_found
 def on_not_found(_: NotFoundError) -> Response:
     path = app.current_event.path
@@ -228,8 +230,14 @@ def _describe(errors: list[dict[str, Any]]) -> str:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.perf_counter()
     _outcome.clear()
-    event = _normalise_body(event)
-    result = app.resolve(event, context)
+    refused = guard(event)
+    if refused is not None:
+        _outcome["decision"] = str(refused.code)
+        count("Denied", reason=str(refused.code))
+        result = {"statusCode": refused.status, "headers": {"Content-Type": content_types.APPLICATION_JSON, **NO_STORE},
+                  "body": refused.body(), "isBase64Encoded": False}
+    else:
+        result = app.resolve(_normalise_body(event), context)
     caller = _outcome.get("caller")
     logger.info("request", extra={
         "method": event.get("requestContext", {}).get("http", {}).get("method"),

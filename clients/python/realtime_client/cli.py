@@ -54,7 +54,7 @@ EPILOG = """exit codes:
   0  the assistant answered and its audio was received
   2  usage error (bad arguments, unreadable --wav)
   3  the token endpoint refused our API key (401)
-  4  rate limited (429); "retry after N s" is printed
+  4  rate limited (429); "(retry after N s)" is printed
   5  any other token failure (4xx, 5xx, unreachable, timeout, malformed answer)
   6  OpenAI refused the call (e.g. the token expired)
   7  the WebRTC connection failed, or no audio came back
@@ -142,12 +142,12 @@ def _token_failure(exc: TokenError) -> int:
         _progress(f"token endpoint refused the API key: {exc.code}: {exc.message}")
         return ExitCode.AUTH
     if isinstance(exc, RateLimited):
-        _progress(f"rate limited ({exc.code}): {exc.message}; retry after {exc.retry_after} s")
+        _progress(f"rate limited ({exc.code}): {exc.message} (retry after {exc.retry_after} s)")
         return ExitCode.RATE_LIMITED
     if isinstance(exc, EndpointUnreachable):
         _progress(f"token endpoint unreachable ({exc.code}): {exc.message}")
         return ExitCode.TOKEN_ERROR
-    retry = f"; retry after {exc.retry_after} s" if isinstance(exc, ServerError) and exc.retry_after else ""
+    retry = f" (retry after {exc.retry_after} s)" if isinstance(exc, ServerError) and exc.retry_after else ""
     _progress(f"token request failed: HTTP {exc.status} {exc.code}: {exc.message}{retry}")
     return ExitCode.TOKEN_ERROR
 
@@ -189,7 +189,7 @@ async def _converse(args: argparse.Namespace, session: RealtimeSession, tracker:
     deadline = time.monotonic() + args.seconds
     try:
         # OpenAI sends session.created first; our events are only welcome after it.
-        await session.wait_for("session.created", timeout=min(READY_TIMEOUT, args.seconds))
+        await session.wait_ready(timeout=min(READY_TIMEOUT, args.seconds))
     except TimeoutError:
         _progress("no session.created yet; carrying on")
     if args.say is not None:

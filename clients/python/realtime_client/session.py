@@ -58,8 +58,10 @@ class RealtimeSession:
         self._pc: RTCPeerConnection | None = None
         self._channel: Any = None
         self._channel_open = asyncio.Event()
+        self._ready = asyncio.Event()
         self._closed = False
         self.call_id: str | None = None
+        self.session_created: dict[str, Any] | None = None
 
     async def __aenter__(self) -> RealtimeSession:
         await self.connect()
@@ -146,6 +148,9 @@ class RealtimeSession:
             return
         if not isinstance(event, dict):
             return
+        if event.get("type") == "session.created" and self.session_created is None:
+            self.session_created = event
+            self._ready.set()
         self._queue.put_nowait(event)
         for callback in list(self._callbacks):
             try:
@@ -167,8 +172,17 @@ class RealtimeSession:
                 return
             yield event
 
+    async def wait_ready(self, timeout: float | None = None) -> dict[str, Any]:
+        """The `session.created` event, which OpenAI sends before it accepts client events.
+
+        Unlike `wait_for`, this also returns if the event arrived while `connect()` was still finishing.
+        """
+        await asyncio.wait_for(self._ready.wait(), timeout)
+        assert self.session_created is not None
+        return self.session_created
+
     async def wait_for(self, event_type: str, timeout: float | None = None) -> dict[str, Any]:
-        """The next event of that type (not one already received)."""
+        """The next event of that type, not one already received (see `wait_ready` for `session.created`)."""
         if self._closed:
             raise SessionError("session closed")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

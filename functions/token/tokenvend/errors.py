@@ -12,6 +12,7 @@ from enum import StrEnum
 class Code(StrEnum):
     INVALID_REQUEST = "invalid_request"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 
-TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=5.0, pool=3.0)
 RETRY_PAUSE_SECONDS = 0.2
 MAX_RETRY_AFTER_SECONDS = 60
 
@@ -46,9 +45,10 @@ class ClientSecret:
 
 
 class OpenAIClient:
-    def __init__(self, base_url: str, http: httpx.Client | None = None) -> None:
+    def __init__(self, base_url: str, timeout_seconds: float = 10.0, http: httpx.Client | None = None) -> None:
         self._url = f"{base_url.rstrip('/')}/realtime/client_secrets"
-        self._http = http or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+        timeout = httpx.Timeout(timeout_seconds, connect=min(3.0, timeout_seconds))
+        self._http = http or httpx.Client(timeout=timeout, follow_redirects=False)
         self.last_latency_ms = 0.0
 
     def create_client_secret(self, api_key: str, body: dict[str, Any], safety_identifier: str) -> ClientSecret:

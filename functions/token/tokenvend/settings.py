@@ -42,6 +42,7 @@ class LimitSettings:
 @dataclass(frozen=True)
 class Settings:
     openai_base_url: str
+    openai_timeout_seconds: float
     openai_secret_id: str
     hash_salt_secret_id: str
     table_name: str
@@ -146,6 +147,7 @@ def _parse(env: _Env) -> Settings:
     max_output = env.str("MAX_OUTPUT_TOKENS", "inf")
     return Settings(
         openai_base_url=_parse_base_url(env.str("OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL)),
+        openai_timeout_seconds=env.float("OPENAI_TIMEOUT_SECONDS", 10, 0.1, 25),
         openai_secret_id=env.str("OPENAI_SECRET_ARN"),
         hash_salt_secret_id=env.str("HASH_SALT_SECRET_ARN"),
         table_name=env.str("TABLE_NAME"),

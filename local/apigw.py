@@ -1,0 +1,230 @@
+"""What API Gateway (HTTP API, payload format 2.0) does around the function, done locally.
+
+- `http_api_event` builds the full v2.0 event API Gateway would send: route key from the template's routes, source
+  IP, lowercased headers, cookies, query string, request id, and the body base64-encoded where API Gateway would.
+- `to_http_response` turns the function's result back into status, headers and body bytes.
+- `Cors` answers preflights and decorates responses as the HttpApi's CorsConfiguration does.
+- `LambdaContext` is the context object the handler receives.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml",
+              "application/x-www-form-urlencoded", "+json", "+xml")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str  # GET, POST, ... or ANY
+    path: str  # /token or /{proxy+}
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def routes_from_template(resources: dict[str, Any], function_logical_id: str) -> list[Route]:
+    """The HttpApi routes of one function, from the translated template (API Gateway's own source of truth)."""
+    routes = []
+    for resource in resources.values():
+        if resource.get("Type") != "AWS::ApiGatewayV2::Api":
+            continue
+        for path, methods in resource.get("Properties", {}).get("Body", {}).get("paths", {}).items():
+            for method, operation in methods.items():
+                uri = json.dumps(operation.get("x-amazon-apigateway-integration", {}).get("uri", ""))
+                if function_logical_id in uri:
+                    name = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
+                    routes.append(Route(name, path))
+    return routes
+
+
+def match_route(routes: list[Route], method: str, path: str) -> tuple[Route | None, dict[str, str] | None]:
+    for route in routes:
+        if route.path == path and route.method in (method, "ANY"):
+            return route, None
+    for route in routes:
+        if route.path.endswith("/{proxy+}") and route.method in (method, "ANY"):
+            prefix = route.path.removesuffix("{proxy+}")
+            if path.startswith(prefix) and len(path) > len(prefix):
+                return route, {"proxy": path[len(prefix):]}
+    return None, None
+
+
+def is_text(content_type: str | None) -> bool:
+    content_type = (content_type or "").lower()
+    return any(kind in content_type for kind in TEXT_TYPES)
+
+
+def http_api_event(
+    method: str,
+    path: str,
+    *,
+    route: Route | None = None,
+    path_parameters: dict[str, str] | None = None,
+    query: str = "",
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    body: bytes | str | None = None,
+    source_ip: str = "127.0.0.1",
+    api_id: str = "localapi",
+    domain: str = "localhost",
+    stage: str = "$default",
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    merged: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in pairs:
+        name = name.lower()
+        if name == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        merged[name] = f"{merged[name]},{value}" if name in merged else value
+    merged.setdefault("host", domain)
+    raw = body.encode() if isinstance(body, str) else body
+    encoded = False
+    text_body: str | None = None
+    if raw:
+        if is_text(merged.get("content-type")):
+            try:
+                text_body = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                encoded = True
+        else:
+            encoded = True
+        if encoded:
+            text_body = base64.b64encode(raw).decode()
+    query_params: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        query_params[key] = f"{query_params[key]},{value}" if key in query_params else value
+    now = time.time()
+    route_key = route.key if route else "$default"
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": merged,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": api_id,
+            "domainName": domain,
+            "domainPrefix": domain.split(".")[0],
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": merged.get("user-agent", ""),
+            },
+            "requestId": request_id or _request_id(),
+            "routeKey": route_key,
+            "stage": stage,
+            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": encoded,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query_params:
+        event["queryStringParameters"] = query_params
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if text_body is not None:
+        event["body"] = text_body
+    return event
+
+
+def _request_id() -> str:
+    """API Gateway's look: `Xa1b2cDEFHcEJ5Q=`."""
+    return base64.b64encode(secrets.token_bytes(11)).decode()[:14] + "="
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+
+def to_http_response(result: Any) -> HttpResponse:
+    """Payload 2.0 rules: a dict with statusCode is a full response; anything else is a 200 JSON body."""
+    if not isinstance(result, dict) or "statusCode" not in result:
+        return HttpResponse(200, [("content-type", "application/json")], json.dumps(result).encode())
+    headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers.extend((name, str(v)) for v in values)
+    headers.extend(("set-cookie", c) for c in result.get("cookies") or [])
+    body = result.get("body") or ""
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+    return HttpResponse(int(result["statusCode"]), headers, raw)
+
+
+@dataclass
+class Cors:
+    """The HttpApi CorsConfiguration: API Gateway answers preflights itself and adds headers to responses."""
+
+    allow_origins: list[str]
+    allow_methods: list[str] = field(default_factory=list)
+    allow_headers: list[str] = field(default_factory=list)
+    expose_headers: list[str] = field(default_factory=list)
+    max_age: int | None = None
+
+    @classmethod
+    def from_template(cls, resources: dict[str, Any], parameters_resolved: dict[str, Any]) -> Cors:
+        del resources
+        return cls(**parameters_resolved)
+
+    def allows(self, origin: str | None) -> bool:
+        return origin is not None and ("*" in self.allow_origins or origin in self.allow_origins)
+
+    def preflight(self, origin: str | None, method: str | None, headers: str | None) -> HttpResponse:
+        if not self.allows(origin) or (method or "").upper() not in [m.upper() for m in self.allow_methods]:
+            return HttpResponse(204, [], b"")  # API Gateway answers, without CORS headers: the browser refuses
+        requested = [h.strip().lower() for h in (headers or "").split(",") if h.strip()]
+        allowed = [h.lower() for h in self.allow_headers]
+        out = [("access-control-allow-origin", origin or ""),
+               ("access-control-allow-methods", ",".join(self.allow_methods)),
+               ("access-control-allow-headers", ",".join(h for h in requested if h in allowed or "*" in allowed)),
+               ("vary", "origin")]
+        if self.max_age is not None:
+            out.append(("access-control-max-age", str(self.max_age)))
+        return HttpResponse(204, out, b"")
+
+    def decorate(self, origin: str | None, response: HttpResponse) -> HttpResponse:
+        if not self.allows(origin):
+            return response
+        extra = [("access-control-allow-origin", origin or ""), ("vary", "origin")]
+        if self.expose_headers:
+            extra.append(("access-control-expose-headers", ",".join(self.expose_headers)))
+        return HttpResponse(response.status, response.headers + extra, response.body)
+
+
+class LambdaContext:
+    """The parts of the Lambda context object that handlers and Powertools read."""
+
+    def __init__(self, function_name: str = "TokenFunction", memory_mb: int = 256, timeout_s: float = 25) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_mb
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
