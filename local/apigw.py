@@ -183,11 +183,6 @@ class Cors:
     expose_headers: list[str] = field(default_factory=list)
     max_age: int | None = None
 
-    @classmethod
-    def from_template(cls, resources: dict[str, Any], parameters_resolved: dict[str, Any]) -> Cors:
-        del resources
-        return cls(**parameters_resolved)
-
     def allows(self, origin: str | None) -> bool:
         return origin is not None and ("*" in self.allow_origins or origin in self.allow_origins)
 

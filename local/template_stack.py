@@ -9,6 +9,7 @@ those). The function's environment variables come out of the same translated tem
 from __future__ import annotations
 
 import copy
+import os
 import re
 import secrets
 import string
@@ -68,6 +69,7 @@ def translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str,
         if resource.get("Type") == "AWS::Serverless::Function" and isinstance(code_uri, str):
             # What `sam package` does: local folders become S3 locations; the transform accepts nothing else.
             resource["Properties"]["CodeUri"] = f"s3://local-package/{code_uri.strip('/')}.zip"
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)  # the transform asks boto3 for the region
     return transform(template, parameters, _NoManagedPolicies())
 
 
@@ -79,6 +81,7 @@ class LocalStack:
     parameters: dict[str, str]
     physical_ids: dict[str, str] = field(default_factory=dict)
     function_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    http_api_cors: dict[str, Any] = field(default_factory=dict)  # x-amazon-apigateway-cors, resolved
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -137,7 +140,11 @@ class _Resolver:
                 return self.value(arg[1])[int(self.value(arg[0]))]
             case "Fn::GetAtt":
                 logical, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                return f"{self.ref(logical)}.{attribute}" if attribute != "Arn" else self.arn(logical)
+                if attribute == "Arn":
+                    return self.arn(logical)
+                if attribute.endswith("DomainName"):
+                    return f"{logical.lower()}.local"
+                return f"{self.ref(logical)}.{attribute}"
             case "Fn::Sub":
                 text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.value(arg[1]))
                 return re.sub(r"\$\{([^}!]+)\}", lambda m: str(extra.get(m[1]) or self._sub_ref(m[1])), text)
@@ -179,6 +186,9 @@ def provision(stack_name: str = "realtime-token-vend", parameters: dict[str, str
         if resource["Type"] == "AWS::Lambda::Function":
             variables = resolver.value(resource["Properties"].get("Environment", {}).get("Variables", {}))
             stack.function_env[logical] = {k: str(v) for k, v in variables.items()}
+        if resource["Type"] == "AWS::ApiGatewayV2::Api":
+            stack.http_api_cors = resolver.value(resource["Properties"].get("Body", {}).get("x-amazon-apigateway-cors",
+                                                                                         {}))
     stack.physical_ids = physical
     return stack
 

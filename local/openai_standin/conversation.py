@@ -32,9 +32,11 @@ _MAX_BUFFER_MS = 60_000
 _MIN_COMMIT_MS = 100
 # Between turns the buffer keeps the prefix padding plus the frames a starting onset may already cover.
 _ONSET_SLACK_MS = 100
-# Pace of transcript deltas: quick, like a model generating faster than real time, but visibly streamed.
-_DELTA_INTERVAL_SECONDS = 0.03
+# A model generates faster than real time: the transcript streams over this share of the audio's length, so a
+# response is active (cancellable, interruptible) for a while but done well before its audio has drained.
+_GENERATION_SHARE = 0.4
 _DELTA_COUNT = 4
+_MIN_DELTA_INTERVAL_SECONDS = 0.03
 
 CLIENT_EVENT_TYPES = (
     "session.update",
@@ -275,7 +277,9 @@ class Conversation:
         if in_conversation:
             self._active = response
         self._last_response_id = response.id
-        response.task = self._spawn(self._run_response(response))
+        # The opening events go out now, so a response.cancel right behind response.create still finds them sent.
+        transcript, pcm = self._open_response(response)
+        response.task = self._spawn(self._stream_transcript(response, transcript, seconds_of(pcm)))
 
     def _response_object(self, response: _Response, status: str, output: list[JsonObject], **extra: Any) -> JsonObject:
         return events.response_object(
@@ -293,7 +297,7 @@ class Conversation:
     def _part(self, response: _Response, text: str) -> JsonObject:
         return {"type": "audio", "transcript": text} if response.audio else {"type": "text", "text": text}
 
-    async def _run_response(self, response: _Response) -> None:
+    def _open_response(self, response: _Response) -> tuple[str, bytes]:
         ids = {"response_id": response.id, "item_id": response.item_id, "output_index": 0}
         self._send(server_event("response.created", response=self._response_object(response, "in_progress", [])))
         item = events.assistant_item(response.item_id, status="in_progress", audio=response.audio, transcript=None)
@@ -309,9 +313,14 @@ class Conversation:
             self._audio_sent = True
             self._send(server_event("output_audio_buffer.started", response_id=response.id))
             self._spawn(self._report_drained(playback))
+        return transcript, pcm
+
+    async def _stream_transcript(self, response: _Response, transcript: str, audio_seconds: float) -> None:
+        ids = {"response_id": response.id, "item_id": response.item_id, "output_index": 0}
         delta_type = "response.output_audio_transcript.delta" if response.audio else "response.output_text.delta"
+        interval = max(_MIN_DELTA_INTERVAL_SECONDS, _GENERATION_SHARE * audio_seconds / _DELTA_COUNT)
         for chunk in _chunks(transcript, _DELTA_COUNT):
-            await asyncio.sleep(_DELTA_INTERVAL_SECONDS)
+            await asyncio.sleep(interval)
             self._send(server_event(delta_type, **ids, content_index=0, delta=chunk))
             response.transcript += chunk
         self._finish(response, "completed")

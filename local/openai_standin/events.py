@@ -104,13 +104,11 @@ def response_object(
     metadata: JsonObject | None,
 ) -> JsonObject:
     output_audio = (session.get("audio") or {}).get("output") or {}
-    return {
+    response: JsonObject = {
         "object": "realtime.response",
         "id": response_id,
         "status": status,
-        "status_details": status_details,
         "output": output,
-        "conversation_id": conversation_id,
         "output_modalities": modalities,
         "max_output_tokens": session.get("max_output_tokens", "inf"),
         "audio": {
@@ -119,6 +117,10 @@ def response_object(
                 "voice": output_audio.get("voice", "alloy"),
             }
         },
-        "usage": usage_block,
         "metadata": metadata,
     }
+    # OpenAI's examples show these as null while empty, but the schema types them as object/string only;
+    # leaving them out keeps every event valid against RealtimeResponse.
+    optional = {"status_details": status_details, "usage": usage_block, "conversation_id": conversation_id}
+    response.update({key: value for key, value in optional.items() if value is not None})
+    return response

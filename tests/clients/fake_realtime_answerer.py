@@ -3,7 +3,8 @@
 It answers the SDP offer (201 + Location), sends `session.created` when `oai-events` opens, and then behaves
 like a parrot: a crude voice-activity detector buffers what the client says and, once the client is quiet,
 answers with the same audio (`response.*`, `output_audio_buffer.*` events around it). A text message plus
-`response.create` is answered with a tone. `mute=True` sends every event but only silence.
+`response.create` is answered with a tone. `mute=True` sends every event but only silence;
+`hang_up_after_reply=True` closes the call once the first reply has played, as a server ending a session would.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class ReplyTrack(MediaStreamTrack):
 class FakeCall:
     call_id: str
     mute: bool = False
+    hang_up_after_reply: bool = False
     client_events: list[dict[str, Any]] = field(default_factory=list)
     frames_received: int = 0
     pc: RTCPeerConnection = field(default_factory=lambda: RTCPeerConnection(RTCConfiguration(iceServers=[])))
@@ -155,6 +157,8 @@ class FakeCall:
 
     def _drained(self, response_id: str) -> None:
         self._send({"type": "output_audio_buffer.stopped", "response_id": response_id})
+        if self.hang_up_after_reply:
+            self._tasks.append(asyncio.create_task(self.pc.close()))
 
     async def _listen(self, track: MediaStreamTrack) -> None:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)

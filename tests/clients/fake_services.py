@@ -5,7 +5,7 @@ can all call it. Each token-endpoint behaviour has its own path, which keeps the
 
     POST /token                 200 with a token valid for /v1/realtime/calls
     POST /token/{flavor}        200; flavor "expired" (the call gets 401), "mute" (answers with silence),
-                                "dead" (answers the SDP, then never connects)
+                                "dead" (answers the SDP, then never connects), "hangup" (closes after replying)
     POST /fail/{status}         the documented error JSON for that status (Retry-After on 429 and 503)
     POST /html/{status}         a non-JSON (HTML) body with that status
     POST /slow                  answers after 2 s
@@ -60,6 +60,7 @@ class FakeServices:
     _valid: dict[str, str] = field(default_factory=dict)  # token -> flavor
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
+    _thread: threading.Thread | None = None
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def url(self, path: str) -> str:
@@ -68,7 +69,8 @@ class FakeServices:
     def start(self) -> None:
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
-        threading.Thread(target=self._serve, args=(ready,), name="fake-services", daemon=True).start()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-services", daemon=True)
+        self._thread.start()
         if not ready.wait(10):
             raise RuntimeError("fake services did not start")
 
@@ -76,6 +78,8 @@ class FakeServices:
         assert self._loop is not None
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
 
     def _serve(self, ready: threading.Event) -> None:
         assert self._loop is not None
@@ -83,6 +87,11 @@ class FakeServices:
         self._loop.run_until_complete(self._startup())
         ready.set()
         self._loop.run_forever()
+        # Handlers still sleeping (/slow) would be reported as destroyed while pending: end them first.
+        leftovers = asyncio.all_tasks(self._loop)
+        for task in leftovers:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
         self._loop.close()
 
     async def _startup(self) -> None:
@@ -96,7 +105,7 @@ class FakeServices:
         app.router.add_post("/insecure", self._insecure)
         app.router.add_post("/v1/realtime/calls", self._call)
         app.router.add_post("/{flavor}/v1/realtime/calls", self._call)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -174,7 +183,9 @@ class FakeServices:
             )
         if request.content_type != "application/sdp":
             return web.json_response({"error": {"message": "Content-Type must be application/sdp"}}, status=400)
-        call = FakeCall(call_id=f"rtc_test{next(self._ids)}", mute=flavor == "mute")
+        call = FakeCall(
+            call_id=f"rtc_test{next(self._ids)}", mute=flavor == "mute", hang_up_after_reply=flavor == "hangup"
+        )
         self.calls.append(call)
         answer = await call.answer(body.decode())
         if flavor == "dead":

@@ -114,3 +114,14 @@ def test_seconds_bounds_a_call_with_nothing_to_say(services: FakeServices, capsy
     _, stderr = capsys.readouterr()
     assert code == ExitCode.NO_CONNECTION
     assert "talk: 0.5 s elapsed" in stderr
+
+
+def test_server_hanging_up_after_the_answer_is_still_success(
+    services: FakeServices, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--endpoint", services.url("/token/hangup"), "--say", "bye", "--seconds", "10"])
+
+    stdout, stderr = capsys.readouterr()
+    assert code == ExitCode.OK, stderr
+    assert stdout == "assistant: You said: bye\n"
+    assert "talk: the connection closed" in stderr

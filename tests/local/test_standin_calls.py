@@ -12,6 +12,7 @@ import contextlib
 import fractions
 import json
 import math
+import threading
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -121,6 +122,22 @@ class PcmTrack(MediaStreamTrack):
         return frame
 
 
+@pytest.fixture(autouse=True)
+async def standin_calls_leak_check():
+    """After each test (and its servers and clients) no task of ours or aiortc's is left, and no new thread."""
+    threads = set(threading.enumerate())
+    yield
+    current = asyncio.current_task()
+    for _ in range(50):
+        left = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        if not left:
+            break
+        await asyncio.sleep(0.02)
+    assert not left, left
+    # asyncio_N threads are the loop's default executor (getaddrinfo), joined when the loop closes.
+    assert {t for t in threading.enumerate() if not t.name.startswith("asyncio_")} <= threads
+
+
 @dataclass
 class CallsServer:
     base_url: str
@@ -171,13 +188,17 @@ class RealtimeTestClient:
     audio: list[tuple[float, float]] = field(default_factory=list)  # (arrival time, rms) per 20 ms received
     location: str = ""
     connected_after_answer: float = 0.0
+    connected_at: float = 0.0  # monotonic; the microphone starts about then
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def connect(self, server: CallsServer, token: str) -> None:
+    async def connect(self, server: CallsServer, token: str, direction: str = "sendrecv") -> None:
         self.channel = self.pc.createDataChannel("oai-events")
         self.channel.on("message", self._on_message)
-        self.pc.addTrack(PcmTrack(self.mic))
+        if direction == "recvonly":
+            self.pc.addTransceiver("audio", direction="recvonly")
+        else:
+            self.pc.addTransceiver(PcmTrack(self.mic), direction=direction)
         self.pc.on("track", lambda track: self._tasks.append(asyncio.ensure_future(self._record(track))))
         connected = asyncio.Event()
 
@@ -199,7 +220,8 @@ class RealtimeTestClient:
         started = time.monotonic()
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer.text, type="answer"))
         await asyncio.wait_for(connected.wait(), 10)
-        self.connected_after_answer = time.monotonic() - started
+        self.connected_at = time.monotonic()
+        self.connected_after_answer = self.connected_at - started
 
     def _on_message(self, message: str) -> None:
         self.events.append((time.monotonic(), json.loads(message)))
@@ -440,7 +462,8 @@ async def test_manual_turns_text_responses_cancel_and_clear(standin_calls_server
     tone = client.audio_between(event_time(client, i_playing) + 0.15, event_time(client, i_drained) - 0.05)
     assert tone and sum(tone) / len(tone) > ECHO_RMS
 
-    # No turn detection: the speech (long over by now) produced no VAD events; a commit takes the buffer.
+    # No turn detection: the utterance produced no VAD events; once it is over, a commit takes the buffer.
+    await asyncio.sleep(client.connected_at + 0.2 + SPEECH_SECONDS + 0.3 - time.monotonic())
     assert "input_audio_buffer.speech_started" not in client.types()
     mark = len(client.events)
     client.send({"type": "input_audio_buffer.commit"})
@@ -450,15 +473,14 @@ async def test_manual_turns_text_responses_cancel_and_clear(standin_calls_server
     await asyncio.sleep(0.3)
     assert "response.created" not in client.types()[mark:]  # a commit alone does not answer
     client.send({"type": "response.create", "response": {"metadata": {"turn": "2"}}})
-    i_playing, _ = await client.wait_for("output_audio_buffer.started", after=mark)
-    _, said = await client.wait_for("response.output_audio_transcript.done", after=i_playing)
-    assert said["transcript"] == "You said something for 1.2 seconds; here it is played back."
-
-    # A second response while one is active is refused; cancelling ends it and its audio.
+    # A second response while one is active is refused.
     client.send({"type": "response.create", "event_id": "evt_second"})
-    _, busy = await client.wait_for("error", after=i_playing)
+    i_playing, _ = await client.wait_for("output_audio_buffer.started", after=mark)
+    _, busy = await client.wait_for("error", after=mark)
     assert busy["error"]["code"] == "conversation_already_has_active_response"
     assert busy["error"]["event_id"] == "evt_second"
+    _, said = await client.wait_for("response.output_audio_transcript.done", after=i_playing)
+    assert said["transcript"] == "You said something for 1.2 seconds; here it is played back."
     _, done = await client.wait_for("response.done", after=i_playing)
     assert done["response"]["metadata"] == {"turn": "2"}
     i_drained, _ = await client.wait_for("output_audio_buffer.stopped", after=i_playing, timeout=5)
@@ -474,7 +496,7 @@ async def test_manual_turns_text_responses_cancel_and_clear(standin_calls_server
     assert cancelled["response"]["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
     _, cleared = await client.wait_for("output_audio_buffer.cleared", after=i_created)
     assert cleared["response_id"] == created["response"]["id"]
-    # Audio stops within a jitter buffer's worth of the cancel.
+    # Cancelling ends the response and its audio, within a jitter buffer's worth of the cancel.
     await asyncio.sleep(0.6)
     tail = client.audio_between(event_time(client, len(client.events) - 1) + 0.3, time.monotonic())
     assert tail and max(tail) < SILENCE_RMS
@@ -499,6 +521,27 @@ async def test_barge_in_cuts_the_answer(standin_calls_server, realtime_test_clie
     assert started["audio_start_ms"] > 0
     if done["response"]["status"] == "cancelled":  # unless it had finished generating before the barge-in
         assert done["response"]["status_details"]["reason"] == "turn_detected"
+
+
+@pytest.mark.parametrize("direction", ["recvonly", "sendonly"])
+async def test_one_way_offers(standin_calls_server, realtime_test_client, direction):
+    """A listen-only page still hears answers; a send-only one gets the same events, paced as if it listened."""
+    server = await standin_calls_server()
+    client = realtime_test_client()
+    await client.connect(server, server.token(), direction=direction)
+    await client.wait_for("session.created")
+    client.send({"type": "response.create"})
+    i_playing, _ = await client.wait_for("output_audio_buffer.started")
+    _, said = await client.wait_for("response.output_audio_transcript.done", after=i_playing)
+    assert "tone" in said["transcript"]
+    i_drained, _ = await client.wait_for("output_audio_buffer.stopped", after=i_playing, timeout=5)
+    played_at, drained_at = event_time(client, i_playing), event_time(client, i_drained)
+    assert 0.5 <= drained_at - played_at <= 1.2  # the 0.6 s tone, in real time
+    heard = client.audio_between(played_at + 0.15, drained_at - 0.05)
+    if direction == "recvonly":
+        assert heard and sum(heard) / len(heard) > ECHO_RMS
+    else:
+        assert not client.audio
 
 
 # -- the call's lifetime --------------------------------------------------------------------------------------

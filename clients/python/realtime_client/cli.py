@@ -21,7 +21,6 @@ from realtime_client.audio import SAMPLE_RATE, MicrophoneTrack
 from realtime_client.errors import (
     AuthError,
     CallRefused,
-    ConnectionFailed,
     EndpointUnreachable,
     RateLimited,
     ServerError,
@@ -176,7 +175,7 @@ async def _call(args: argparse.Namespace, token: Token, microphone: MicrophoneTr
     except CallRefused as exc:
         _progress(f"call refused: HTTP {exc.status}: {exc.message}")
         return ExitCode.CALL_REFUSED
-    except (ConnectionFailed, SessionError) as exc:
+    except SessionError as exc:
         _progress(f"connection failed: {exc}")
         return ExitCode.NO_CONNECTION
     finally:
@@ -208,7 +207,9 @@ async def _converse(args: argparse.Namespace, session: RealtimeSession, tracker:
         if tracker.done and session.recorder.quiet_for() >= QUIET_BEFORE_HANGUP:
             return
         if not session.connected:
-            raise ConnectionFailed("the connection dropped")
+            # Whether that is a failure depends on whether the answer already came: `_summary` decides.
+            _progress("the connection closed")
+            return
         await asyncio.sleep(0.05)
     _progress(f"{args.seconds:g} s elapsed")
 
