@@ -6,8 +6,13 @@ Nothing logged or measured carries the OpenAI key or a token; callers appear onl
 
 from __future__ import annotations
 
+import warnings
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+# Requests that count nothing (health checks, options) are normal here, not a mistake worth a warning per call.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 logger = Logger()
 metrics = Metrics()
