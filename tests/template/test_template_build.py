@@ -114,3 +114,12 @@ def _template_environment() -> dict[str, str]:
             env[name] = "https://example.test" if name == "ALLOWED_ORIGINS" else f"placeholder-{name.lower()}"
     return env
 
+
+
+def test_readme_documents_every_parameter() -> None:
+    from local.template_stack import load_template
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    for name in load_template()["Parameters"]:
+        assert f"| `{name}` |" in table, f"README configuration table lacks {name}"

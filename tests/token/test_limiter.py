@@ -134,7 +134,7 @@ def test_release_gives_back_to_both_budgets(stack: LocalStack, dynamodb: Any) ->
     limiter.release(second)
     limiter.release(first)
     assert day_count(dynamodb, stack, "2030-05-17") == 0
-    assert tat_of(dynamodb, stack, anon("a")) == first.decision.new_tat - 2 * first.bucket.interval_ms
+    assert tat_of(dynamodb, stack, anon("a")) == int(clock() * 1000)  # back to a full bucket
     # Both slots and the global budget are back: the full burst again, then the global cap of 3 binds.
     assert [limiter.acquire(anon("a")).decision.allowed for _ in range(2)] == [True, True]
     limiter.acquire(anon("b"))
@@ -244,7 +244,7 @@ def test_throttling_on_the_wire_is_retried_then_503(token_api: TokenApi) -> None
     finally:
         events.unregister("before-send.dynamodb.TransactWriteItems", unique_id="wire-throttle")
     assert response.status == 503 and body_of(response)["error"]["code"] == "limiter_unavailable"
-    assert len(sent) == 2, "the client's own retry (max_attempts=2), then fail closed"
+    assert len(sent) == 3, "botocore retries twice (retries max_attempts=2 counts retries), then we fail closed"
     assert token_api.standin.requests == []
     assert day_count(token_api.dynamodb, token_api.stack, datetime.now(UTC).strftime("%Y-%m-%d")) is None
 

@@ -182,11 +182,15 @@ class Limiter:
 
     def _count_today(self, now: int) -> dict[str, Any]:
         day_end = _day_end(now)
+        # A missing counter means none issued today, which is under any limit but 0 (0 issues none).
+        under_limit = "#count < :limit"
+        if self._limits.global_daily_limit > 0:
+            under_limit = f"attribute_not_exists(#count) OR {under_limit}"
         return {"Update": {
             "TableName": self._table,
             "Key": {table.PK: {"S": table.day_pk(_day(now))}},
             "UpdateExpression": "ADD #count :one SET #ttl = :ttl",
-            "ConditionExpression": "attribute_not_exists(#count) OR #count < :limit",
+            "ConditionExpression": under_limit,
             "ExpressionAttributeNames": {"#count": table.COUNT, "#ttl": table.TTL},
             "ExpressionAttributeValues": {":one": _n(1), ":limit": _n(self._limits.global_daily_limit),
                                           ":ttl": _n(day_end // 1000 + 86_400)},
