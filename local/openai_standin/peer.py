@@ -24,6 +24,8 @@ EVENTS_LABEL = "oai-events"
 CONNECT_TIMEOUT_SECONDS = 30.0
 # How long the expiry error may take to leave before the connection is torn down under it.
 _FLUSH_SECONDS = 1.0
+# Events held until `oai-events` opens; a peer that never opens it must not grow this for the whole session.
+_MAX_PENDING_EVENTS = 1000
 
 
 def describe_duration(seconds: float) -> str:
@@ -185,7 +187,7 @@ class RealtimeCall:
     def _send(self, event: JsonObject) -> None:
         channel = self._channel
         if channel is None:
-            if not self._closing:
+            if not self._closing and len(self._pending) < _MAX_PENDING_EVENTS:
                 self._pending.append(event)
             return
         if channel.readyState == "open":

@@ -190,11 +190,11 @@ function onDropped(current) {
   const error = current.sessionError;
   const recent = error && performance.now() - error.at < SESSION_ERROR_WINDOW_MS;
   ui.app.dataset.reason = recent ? 'session-ended' : 'dropped';
-  setState('ended', recent ? 'the session ended' : 'the connection dropped');
+  setState('ended', 'the connection dropped');
   showMessage(recent
-    ? `The session ended: ${error.message} Press Reconnect to start a new one.`
+    ? `The connection dropped: OpenAI ended the session (“${error.message}”). Press Reconnect to start a new call.`
     : 'The connection dropped. Press Reconnect to call again.', 'error');
-  transcript.note(recent ? 'Session ended' : 'Connection dropped');
+  transcript.note(recent ? 'Session ended by OpenAI' : 'Connection dropped');
   ui.reconnect.hidden = false;
 }
 
@@ -223,6 +223,7 @@ function fail(message, retryAfter = null) {
 function release(current) {
   current.controller.abort();
   current.call?.close();
+  transcript.endCall();
   if (current.stream) stopTracks(current.stream);
   last.context = meters.stop();
   ui.audio.srcObject = null;

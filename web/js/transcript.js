@@ -57,6 +57,21 @@ export class Transcript {
     this.#add(item);
   }
 
+  // A call ended: lines still waiting for words will get none, so empty ones go and partial ones stay as they are.
+  endCall() {
+    for (const [key, turn] of this.#turns) {
+      if (turn.element.classList.contains('pending')) {
+        if (turn.text) turn.element.classList.remove('pending');
+        else turn.element.remove();
+      }
+      this.#turns.delete(key);
+    }
+    if (this.isEmpty) {
+      this.#list.dataset.empty = 'true';
+      this.#empty.hidden = false;
+    }
+  }
+
   get isEmpty() {
     return this.#list.childElementCount === 0;
   }
