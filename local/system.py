@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import boto3
 from moto.server import ThreadedMotoServer
 
 from local.apigw import Cors, HttpResponse, http_api_event, match_route, routes_from_template, to_http_response
@@ -112,11 +113,15 @@ class LocalSystem:
         self.moto.start()
         moto_host, moto_port = self.moto.get_host_and_port()
         self.moto_url = f"http://{moto_host}:{moto_port}"
-        os.environ.update(AWS_ENV, AWS_ENDPOINT_URL=self.moto_url)
+        # Explicit endpoint and credentials: whoever hosts the system (a test run) keeps its own environment.
+        self.aws = boto3.Session(aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+                                 aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+                                 aws_session_token=AWS_ENV["AWS_SESSION_TOKEN"], region_name=AWS_ENV["AWS_REGION"])
 
         extra = self._parameters.pop("AllowedOrigins", "none")
         origins = ",".join(page_origins + [o for o in extra.split(",") if o and o != "none"])
-        self.stack = provision(parameters={"AllowedOrigins": origins, **self._parameters})
+        self.stack = provision(parameters={"AllowedOrigins": origins, **self._parameters}, session=self.aws,
+                               endpoint_url=self.moto_url)
         self.cors = _cors_of(self.stack)
 
         if self._openai_api_key:
@@ -126,9 +131,7 @@ class LocalSystem:
             self.standin = StandIn(max_session_seconds=self._standin_max_session).start()
             base_url = self._openai_base_url or self.standin.base_url
             key = self.standin.api_key
-        import boto3
-
-        boto3.client("secretsmanager").put_secret_value(
+        self.client("secretsmanager").put_secret_value(
             SecretId=self.stack.physical_ids["OpenAIKeySecret"], SecretString=json.dumps({"api_key": key}))
         self.realtime_url = f"{base_url}/realtime/calls"
         env = {**AWS_ENV, **LAMBDA_ENV, "AWS_ENDPOINT_URL": self.moto_url,
@@ -158,6 +161,10 @@ class LocalSystem:
 
     def __exit__(self, *_: Any) -> None:
         self.stop()
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for this system's moto, e.g. to create API keys or flip the kill switch in a test."""
+        return self.aws.client(service, endpoint_url=self.moto_url)
 
     @property
     def token_url(self) -> str:

@@ -162,8 +162,8 @@ class _Resolver:
 
 
 def provision(stack_name: str = "realtime-token-vend", parameters: dict[str, str] | None = None,
-              *, session: boto3.Session | None = None) -> LocalStack:
-    """Create the template's table and secrets in whatever AWS endpoint boto3 is pointed at (moto)."""
+              *, session: boto3.Session | None = None, endpoint_url: str | None = None) -> LocalStack:
+    """Create the template's table and secrets in moto: at `endpoint_url`, or wherever boto3 is pointed."""
     parameters = parameters or {}
     session = session or boto3.Session(region_name=REGION)
     translated = translate(load_template(), parameters)
@@ -171,7 +171,8 @@ def provision(stack_name: str = "realtime-token-vend", parameters: dict[str, str
     stack = LocalStack(name=stack_name, parameters=parameters, resources=resources)
     physical: dict[str, str] = {}
     resolver = _Resolver(translated, parameters, physical, stack_name)
-    dynamodb, secretsmanager = session.client("dynamodb"), session.client("secretsmanager")
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
+    secretsmanager = session.client("secretsmanager", endpoint_url=endpoint_url)
 
     for logical, resource in resources.items():
         if "Condition" in resource and not resolver.condition(resource["Condition"]):

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import httpx
 import numpy as np
 import pytest
@@ -65,8 +64,7 @@ def test_resources_are_created_from_the_template_not_by_hand(system: LocalSystem
     assert system.stack is not None
     template = load_template()["Resources"]
     declared = template["LimitsTable"]["Properties"]
-    session = boto3.Session(region_name="us-east-1")
-    dynamodb = session.client("dynamodb", endpoint_url=system.moto_url)
+    dynamodb = system.client("dynamodb")
     table = dynamodb.describe_table(TableName=system.stack.table_name)["Table"]
     assert table["KeySchema"] == declared["KeySchema"]
     assert table["AttributeDefinitions"] == declared["AttributeDefinitions"]
@@ -75,7 +73,7 @@ def test_resources_are_created_from_the_template_not_by_hand(system: LocalSystem
     assert ttl["AttributeName"] == declared["TimeToLiveSpecification"]["AttributeName"]
     assert ttl["TimeToLiveStatus"] == "ENABLED"
 
-    secretsmanager = session.client("secretsmanager", endpoint_url=system.moto_url)
+    secretsmanager = system.client("secretsmanager")
     salt = secretsmanager.get_secret_value(SecretId=system.stack.physical_ids["HashSaltSecret"])["SecretString"]
     generate = template["HashSaltSecret"]["Properties"]["GenerateSecretString"]
     assert len(salt) == generate["PasswordLength"] and salt.isalnum()
