@@ -16,6 +16,7 @@ import json
 import logging
 import mimetypes
 import os
+import secrets
 import sys
 import tempfile
 import threading
@@ -120,7 +121,9 @@ class LocalSystem:
 
         extra = self._parameters.pop("AllowedOrigins", "none")
         origins = ",".join(page_origins + [o for o in extra.split(",") if o and o != "none"])
-        self.stack = provision(parameters={"AllowedOrigins": origins, **self._parameters}, session=self.aws,
+        # moto keeps its state per process, not per server: a unique name keeps two systems in one process apart.
+        self.stack = provision(f"realtime-token-vend-{secrets.token_hex(3)}",
+                               parameters={"AllowedOrigins": origins, **self._parameters}, session=self.aws,
                                endpoint_url=self.moto_url)
         self.cors = _cors_of(self.stack)
 
