@@ -11,11 +11,14 @@ PYTHON313 ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python
 
 .PHONY: run test venv system-deps lint build validate unit bench clean
 
-$(VENV)/.installed: requirements-dev.txt functions/token/requirements.txt functions/site_deployer/requirements.txt clients/python/requirements.txt
+$(VENV)/.installed: requirements-dev.txt requirements-checkov.txt functions/token/requirements.txt functions/site_deployer/requirements.txt clients/python/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 is needed (the Lambda runtime). Install it (pyenv install 3.13) and retry."; exit 1; }
 	$(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt -e clients/python
+	# checkov pins an older boto3 than ours: it gets a venv of its own.
+	$(PYTHON313) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet -r requirements-checkov.txt
 	touch $@
 
 venv: $(VENV)/.installed

@@ -17,13 +17,29 @@ from local.openai_standin.server import StandIn
 from local.template_stack import LocalStack
 
 
+@dataclass(frozen=True)
+class CapturedResponse:
+    """One answer a caller got: what the secret-leak scan reads besides the function's own output."""
+
+    method: str
+    path: str
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def text(self) -> str:
+        head = "\n".join(f"{name}: {value}" for name, value in self.headers)
+        return f"{self.status}\n{head}\n\n{self.body.decode('utf-8', 'replace')}"
+
+
 @dataclass
 class Evidence:
-    """Everything the function wrote, and the secrets that must never be in it."""
+    """Everything the function wrote and every answer it gave, and the secrets that must never be in them."""
 
     lines: list[str] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
     keys: set[str] = field(default_factory=set)
+    responses: list[CapturedResponse] = field(default_factory=list)
 
 
 EVIDENCE = Evidence()
@@ -62,8 +78,7 @@ class TokenApi:
             log_handler.setStream(real_stream)
         EVIDENCE.lines.extend(out.getvalue().splitlines())
         response = to_http_response(result)
-        if response.status == 200 and path == "/token":
-            EVIDENCE.tokens.add(json.loads(response.body)["token"])
+        record_response(method, path, response.status, response.headers, response.body)
         return response
 
     def put_key(self, value: str) -> None:
@@ -78,6 +93,13 @@ def load_token_app(stack: LocalStack, standin: StandIn, **overrides: str) -> Tok
     module = importlib.reload(sys.modules["app"]) if "app" in sys.modules else importlib.import_module("app")
     api = TokenApi(module, stack, standin)
     return api
+
+
+def record_response(method: str, path: str, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    """Keep an answer for the leak scan, and the token it carries for the session-end check."""
+    EVIDENCE.responses.append(CapturedResponse(method, path, status, list(headers), body))
+    if status == 200 and path == "/token":
+        EVIDENCE.tokens.add(json.loads(body)["token"])
 
 
 def body_of(response: HttpResponse) -> dict[str, Any]:

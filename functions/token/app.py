@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
@@ -36,11 +37,14 @@ MAX_BODY_BYTES = 4096
 NO_STORE = {"Cache-Control": "no-store"}
 
 settings = Settings.from_env()
+# One boto3 session for both clients: botocore's service index and endpoint data are loaded once, not twice.
+_aws = boto3.session.Session()
 secret_store = SecretStore(SecretIds(settings.openai_secret_id, settings.hash_salt_secret_id),
-                           settings.secret_cache_seconds)
+                           settings.secret_cache_seconds,
+                           SecretsProvider(boto3_client=_aws.client("secretsmanager")))
 # Fail fast and closed: a slow DynamoDB must not hold the caller past API Gateway's patience.
-_dynamodb = boto3.client("dynamodb", config=Config(connect_timeout=2, read_timeout=3,
-                                                    retries={"mode": "standard", "max_attempts": 2}))
+_dynamodb = _aws.client("dynamodb", config=Config(connect_timeout=2, read_timeout=3,
+                                                   retries={"mode": "standard", "max_attempts": 2}))
 limiter = Limiter(_dynamodb, settings.table_name, settings.limits)
 openai = OpenAIClient(settings.openai_base_url, settings.openai_timeout_seconds)
 vendor = TokenVendor(settings, secret_store, limiter, openai)
@@ -237,7 +241,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         result = {"statusCode": refused.status, "headers": {"Content-Type": content_types.APPLICATION_JSON, **NO_STORE},
                   "body": refused.body(), "isBase64Encoded": False}
     else:
-        result = app.resolve(_normalise_body(event), context)
+        event = _normalise_body(event)
+        if _array_body(event):
+            _outcome["decision"] = str(Code.INVALID_REQUEST)
+            result = _array_refusal()
+        else:
+            result = app.resolve(event, context)
     caller = _outcome.get("caller")
     logger.info("request", extra={
         "method": event.get("requestContext", {}).get("http", {}).get("method"),
@@ -249,6 +258,22 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         "latency_ms": round((time.perf_counter() - started) * 1000, 1),
     })
     return result
+
+
+def _array_body(event: dict[str, Any]) -> bool:
+    """Powertools validates the first element of a JSON array body as if it were the body (`[{}, 5]` would pass):
+    a body that starts as an array is refused before it gets there."""
+    body = event.get("body")
+    method = event.get("requestContext", {}).get("http", {}).get("method")
+    content_type = {k.lower(): v for k, v in (event.get("headers") or {}).items()}.get("content-type", "json")
+    return (method == "POST" and event.get("rawPath") == "/token" and "json" in content_type.lower()
+            and isinstance(body, str) and body.lstrip(" \t\r\n").startswith("["))
+
+
+def _array_refusal() -> dict[str, Any]:
+    error = invalid_request("The body must be a JSON object.")
+    return {"statusCode": error.status, "headers": {"Content-Type": content_types.APPLICATION_JSON, **NO_STORE},
+            "body": error.body(), "isBase64Encoded": False}
 
 
 def _normalise_body(event: dict[str, Any]) -> dict[str, Any]:

@@ -8,46 +8,27 @@ Realtime stand-in, which answers a call by playing back what it heard and sends 
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Request, sync_playwright
+from moto.server import ThreadedMotoServer
+from playwright.sync_api import Browser, Playwright, Request, sync_playwright
 
 from local.system import LocalSystem
+from tests.web.voice_page import WATCH_CSP, VoicePage
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 SENTENCE = "Hello, can you hear me? This is a test of the voice page."
-
-# Collected before any page script runs (init scripts are exempt from the page's CSP), so a blocked inline style or
-# script anywhere in the page's life shows up here.
-WATCH_CSP = """
-window.__cspViolations = [];
-document.addEventListener('securitypolicyviolation', (e) => {
-  window.__cspViolations.push(`${e.effectiveDirective} blocked ${e.blockedURI || 'inline'}`);
-});
-"""
-
-# Everything a call holds, as the page's debug hook shows it after the call.
-RELEASE_REPORT = """() => ({
-  state: window.__voice.state,
-  tracks: (window.__voice.stream?.getTracks() ?? []).map((t) => t.readyState),
-  pc: window.__voice.pc ? window.__voice.pc.connectionState : null,
-  signaling: window.__voice.pc ? window.__voice.pc.signalingState : null,
-  channel: window.__voice.channel ? window.__voice.channel.readyState : null,
-  audioContext: window.__voice.audioContext ? window.__voice.audioContext.state : null,
-  metersRunning: window.__voice.metersRunning,
-  remoteAudio: document.querySelector('#remote-audio').srcObject,
-  levels: [...document.querySelectorAll('meter')].map((m) => Number(m.dataset.level)),
-})"""
-
 
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -106,91 +87,71 @@ def browser_refusing_the_microphone(playwright: Playwright, speech_wav: Path,
     launched.close()
 
 
+def clear_moto(url: str | None = None) -> None:
+    """moto keeps every server's resources in this process's memory, so a second LocalSystem would find the first
+    one's stack (same names) and fail to create it: clear them between systems."""
+    if url is not None:
+        httpx.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+        return
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        clear_moto(f"http://{host}:{port}")
+    finally:
+        server.stop()
+
+
 @contextmanager
 def running_system(**options: Any) -> Iterator[LocalSystem]:
     # LocalSystem points this process's AWS_* variables at its moto; give the rest of the suite its own back.
     saved = dict(os.environ)
+    clear_moto()
     try:
         with LocalSystem(port=0, page_port=0, **options) as system:
             yield system
+            clear_moto(system.moto_url)
     finally:
         os.environ.clear()
         os.environ.update(saved)
 
 
-@pytest.fixture(scope="session")
+# One system at a time (class scope): they share moto's memory and would collide.
+
+@pytest.fixture(scope="class")
 def system() -> Iterator[LocalSystem]:
     with running_system(parameters={"AnonymousBurst": "20"}) as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="class")
 def limited_system() -> Iterator[LocalSystem]:
     """One token at a time, one more every 6 s: the second request in a row is answered 429."""
     with running_system(parameters={"AnonymousBurst": "1", "AnonymousRatePerHour": "600"}) as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="class")
 def short_system() -> Iterator[LocalSystem]:
     """OpenAI ends every session after 3 s, as it does after 60 minutes."""
     with running_system(parameters={"AnonymousBurst": "20"}, standin_max_session_seconds=3) as running:
         yield running
 
 
-@dataclass
-class VoicePage:
-    """The page in one browser context, with what it requested and any script error or CSP violation it had."""
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
 
-    page: Page
-    system: LocalSystem
-    csp_header: str
-    requests: list[Request] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
 
-    @property
-    def state(self) -> str:
-        return self.page.evaluate("() => window.__voice.state")
-
-    def wait_for_state(self, *states: str, timeout: float = 10_000) -> str:
-        self.page.wait_for_function("(states) => states.includes(window.__voice.state)", arg=list(states),
-                                    timeout=timeout)
-        return self.state
-
-    def wait_for_event(self, event_type: str, timeout: float = 10_000) -> None:
-        self.page.wait_for_function("(type) => window.__voice.events.includes(type)", arg=event_type,
-                                    timeout=timeout)
-
-    def wait_for_level(self, meter_id: str, above: float, timeout: float = 15_000) -> float:
-        self.page.wait_for_function(
-            "([id, above]) => Number(document.getElementById(id).dataset.level) > above",
-            arg=[meter_id, above], timeout=timeout)
-        return float(self.page.get_attribute(f"#{meter_id}", "data-level") or 0)
-
-    def text(self, selector: str) -> str:
-        return self.page.inner_text(selector)
-
-    def release_report(self) -> dict[str, Any]:
-        return self.page.evaluate(RELEASE_REPORT)
-
-    def posts_to(self, url: str) -> list[Request]:
-        return [r for r in self.requests if r.method == "POST" and r.url.split("?")[0] == url]
-
-    @property
-    def token_posts(self) -> list[Request]:
-        return self.posts_to(self.system.token_url)
-
-    @property
-    def offer_posts(self) -> list[Request]:
-        return [r for r in self.requests if r.method == "POST" and r.url.startswith(self.system.realtime_url)]
-
-    def problems(self) -> list[str]:
-        violations = self.page.evaluate("() => window.__cspViolations")
-        return [*self.errors, *violations]
+CALL_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
-def open_page() -> Iterator[Callable[..., VoicePage]]:
+def open_page(request: pytest.FixtureRequest, artifacts: Path) -> Iterator[Callable[..., VoicePage]]:
     """open_page(system, browser, **context_options): the page loaded, its options fetched, ready for Talk."""
     opened: list[VoicePage] = []
 
@@ -200,7 +161,7 @@ def open_page() -> Iterator[Callable[..., VoicePage]]:
         page.add_init_script(WATCH_CSP)
         requests: list[Request] = []
         errors: list[str] = []
-        page.on("request", requests.append)
+        page.on("request", lambda request: requests.append(request))
         page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
         response = page.goto(system.page_url)
         assert response is not None and response.ok
@@ -210,7 +171,12 @@ def open_page() -> Iterator[Callable[..., VoicePage]]:
         return voice
 
     yield open_
-    for voice in opened:
+    failed = request.node.stash.get(CALL_FAILED, False)
+    for number, voice in enumerate(opened):
+        if failed:  # what the page showed and knew, for a failure that does not repeat
+            name = f"failed-{request.node.name}-{number}"
+            voice.page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
+            (artifacts / f"{name}.json").write_text(json.dumps(voice.diagnostics(), indent=2, default=str))
         problems = voice.problems()
         voice.page.context.close()
         assert not problems, f"the page had script errors or CSP violations: {problems}"

@@ -76,11 +76,13 @@ async function loadOptions() {
   try {
     options = await fetchOptions(config.optionsUrl);
   } catch (error) {
-    showMessage(`The voice list could not be loaded, so the default voice will be used. (${error.message})`, 'warning');
+    showMessage(`The voice list could not be loaded, so the default voice will be used. (${error.message})`,
+      'warning');
     return;
   }
   fillSelect(ui.voice, options.voices, options.default_voice, capitalise);
-  fillSelect(ui.preset, options.presets ?? [], options.default_preset, (name) => capitalise(name.replace(/[-_]/g, ' ')));
+  fillSelect(ui.preset, options.presets ?? [], options.default_preset,
+    (name) => capitalise(name.replace(/[-_]/g, ' ')));
   transcript.expectUserText = options.transcription !== false;
   ui.allowancePolicy.textContent = describePolicy(options.anonymous);
   ui.voice.disabled = ui.preset.disabled = BUSY.has(state);
@@ -98,6 +100,7 @@ async function startCall() {
   meters.open(); // still inside the click: an AudioContext may only start after a user gesture
   if (document.activeElement === ui.reconnect) ui.talk.focus();
   ui.reconnect.hidden = true;
+  delete ui.app.dataset.reason;
   showMessage('');
   setState('microphone');
 
@@ -117,7 +120,7 @@ async function startCall() {
   const tokenError = minted.status === 'rejected' ? minted.reason : null;
   showAllowance(minted.status === 'fulfilled' ? minted.value.allowance : tokenError?.allowance);
   if (mic.status === 'rejected') {
-    // The token is dropped unused: it expires by itself within a minute, and without a microphone there is no call.
+    // The token is dropped unused: it expires on its own shortly, and without a microphone there is no call.
     fail(microphoneMessage(mic.reason), tokenError?.retryAfter);
     return;
   }
@@ -132,6 +135,7 @@ async function startCall() {
   ui.mute.disabled = false;
   const call = new Call({
     onRemoteStream: (stream) => {
+      if (attempt !== current) return;
       ui.audio.srcObject = stream;
       meters.watch('assistant', stream, ui.assistantLevel);
     },
@@ -227,7 +231,7 @@ function release(current) {
   if (current.stream) stopTracks(current.stream);
   last.context = meters.stop();
   ui.audio.srcObject = null;
-  setMuted(false);
+  ui.mute.setAttribute('aria-pressed', 'false');
   ui.mute.disabled = true;
 }
 

@@ -51,7 +51,7 @@ export class Transcript {
 
   // A line that is not speech: a call starting or ending.
   note(text) {
-    const item = document.createElement('li');
+    const item = document.createElement('p');
     item.className = 'note';
     item.textContent = text;
     this.#add(item);
@@ -88,7 +88,7 @@ export class Transcript {
     const key = `${role}:${id}`;
     let turn = this.#turns.get(key);
     if (turn) return turn;
-    const element = document.createElement('li');
+    const element = document.createElement('div');
     element.className = `turn turn-${role} pending`;
     element.dataset.role = role;
     element.dataset.id = id;

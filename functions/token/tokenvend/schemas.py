@@ -2,6 +2,9 @@
 
 The token request's `voice` and `preset` are enums of the owner's lists, so the description tells a client exactly
 what it may send, and an out-of-policy value fails validation with a message naming the field.
+
+The response models only describe answers (for /openapi.json), so their schemas are built on first use, not at
+import: a cold start does not pay for them.
 """
 
 from __future__ import annotations
@@ -13,36 +16,40 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from tokenvend.settings import Settings
 
 
-class ErrorDetail(BaseModel):
+class _Described(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+
+class ErrorDetail(_Described):
     code: str = Field(description="Stable machine-readable code, e.g. `rate_limited`")
     message: str = Field(description="Human-readable explanation, safe to show")
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(_Described):
     error: ErrorDetail
 
 
-class SessionSummary(BaseModel):
+class SessionSummary(_Described):
     model: str
     voice: str
     preset: str
 
 
-class TokenResponse(BaseModel):
+class TokenResponse(_Described):
     token: str = Field(description="OpenAI ephemeral client secret (`ek_...`); send it as the Bearer of the SDP POST")
     expires_at: int = Field(description="Unix seconds after which the token can start no new session")
     realtime_url: str = Field(description="Where to POST the SDP offer (Content-Type: application/sdp)")
     session: SessionSummary
 
 
-class AnonymousAllowance(BaseModel):
+class AnonymousAllowance(_Described):
     enabled: bool
     burst: int = Field(description="Tokens an anonymous caller may take at once")
     rate_per_hour: float = Field(description="Tokens per hour an anonymous caller earns back")
     global_daily_limit: int = Field(description="Tokens per UTC day across all callers")
 
 
-class Options(BaseModel):
+class Options(_Described):
     model: str
     voices: list[str]
     default_voice: str
@@ -54,7 +61,7 @@ class Options(BaseModel):
     anonymous: AnonymousAllowance
 
 
-class Health(BaseModel):
+class Health(_Described):
     status: Literal["ok"]
 
 

@@ -1,0 +1,112 @@
+"""Cold start: importing the handler module in a fresh interpreter with the template's environment, against
+`import boto3, httpx` in a fresh interpreter, both on a Lambda-like path (bare interpreter `-I -S`: the built
+package, the Powertools layer if attached, the runtime's boto3), so nothing from this venv leaks in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import AWS_ENV, PYTHON, Spread, template_function_env
+
+RATIO_GOAL = 1.3
+FLOOR = "import boto3, httpx"
+# The floor plus the clients the function needs anyway: what Powertools and our own code add is the rest.
+FLOOR_CLIENTS = ("import boto3, httpx; s = boto3.session.Session(); s.client('dynamodb'); s.client('secretsmanager'); "
+                 "httpx.Client()")
+
+_PROBE = """
+import sys, time
+sys.path[:0] = {path!r}
+t0 = time.perf_counter()
+{statement}
+print(round((time.perf_counter() - t0) * 1000, 3))
+"""
+
+
+def _env(*, tracing: bool, task_root: str) -> dict[str, str]:
+    env = {"PATH": "/usr/bin:/bin", **AWS_ENV, **template_function_env(), "AWS_LAMBDA_FUNCTION_NAME": "TokenFunction",
+           "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256"}
+    if tracing:
+        # As deployed (Tracing: Active): Powertools Tracer is on inside Lambda; X-Ray daemon address as Lambda sets.
+        env |= {"LAMBDA_TASK_ROOT": task_root, "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+                "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR"}
+    else:
+        env["POWERTOOLS_TRACE_DISABLED"] = "true"
+    return env
+
+
+def _probe(path: list[str], statement: str, env: dict[str, str], *, no_bytecode: bool = False) -> float:
+    code = _PROBE.format(path=path, statement=statement)
+    flags = ["-B"] if no_bytecode else []
+    done = subprocess.run([PYTHON, "-I", "-S", *flags, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"cold-start probe failed ({statement}):\n{done.stderr[-2000:]}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def measure(path: list[str], *, runs: int) -> dict[str, Any]:
+    env_off = _env(tracing=False, task_root=path[0])
+    env_on = _env(tracing=True, task_root=path[0])
+    samples: dict[str, list[float]] = {"floor": [], "floor_clients": [], "app": [], "app_traced": [],
+                                       "floor_no_pyc": [], "app_no_pyc": []}
+    # Lambda's /var/task is read-only: bytecode the package does not ship is compiled again on every cold start.
+    # A copy of the package without __pycache__, imported with -B, shows that cost (the layer and the runtime ship
+    # bytecode, as here).
+    bare = Path(tempfile.mkdtemp(prefix="bench-nopyc-")) / "TokenFunction"
+    shutil.copytree(path[0], bare, ignore=shutil.ignore_patterns("__pycache__"))
+    no_pyc_path = [str(bare), *path[1:]]
+    for statement in (FLOOR, FLOOR_CLIENTS, "import app"):  # warm the file cache: the first probe reads the disk
+        _probe(path, statement, env_off)
+    for _ in range(runs):  # interleaved, so drift in the machine's speed hits all alike
+        samples["floor"].append(_probe(path, FLOOR, env_off))
+        samples["floor_clients"].append(_probe(path, FLOOR_CLIENTS, env_off))
+        samples["app"].append(_probe(path, "import app", env_off))
+        samples["app_traced"].append(_probe(path, "import app", env_on))
+        samples["floor_no_pyc"].append(_probe(no_pyc_path, FLOOR, env_off, no_bytecode=True))
+        samples["app_no_pyc"].append(_probe(no_pyc_path, "import app", env_off, no_bytecode=True))
+    shutil.rmtree(bare.parent, ignore_errors=True)
+    ratios = [a / f for a, f in zip(samples["app"], samples["floor"], strict=True)]
+    traced_ratios = [a / f for a, f in zip(samples["app_traced"], samples["floor"], strict=True)]
+    ratio = Spread.of(ratios, "x")
+    return {
+        "floor_ms": Spread.of(samples["floor"], "ms").as_dict(),
+        "floor_clients_ms": Spread.of(samples["floor_clients"], "ms").as_dict(),
+        "ratio_to_floor_clients": Spread.of([a / f for a, f in zip(samples["app"], samples["floor_clients"],
+                                                                    strict=True)], "x").as_dict(),
+        "app_ms": Spread.of(samples["app"], "ms").as_dict(),
+        "ratio": ratio.as_dict(),
+        "app_traced_ms": Spread.of(samples["app_traced"], "ms").as_dict(),
+        "ratio_traced": Spread.of(traced_ratios, "x").as_dict(),
+        "floor_no_pyc_ms": Spread.of(samples["floor_no_pyc"], "ms").as_dict(),
+        "app_no_pyc_ms": Spread.of(samples["app_no_pyc"], "ms").as_dict(),
+        "ratio_no_pyc": Spread.of([a / f for a, f in zip(samples["app_no_pyc"], samples["floor_no_pyc"],
+                                                          strict=True)], "x").as_dict(),
+        "path": [Path(p).name for p in path],
+        "goals": {"ratio": {"goal": f"<= {RATIO_GOAL}x", "value": ratio.median, "met": ratio.median <= RATIO_GOAL}},
+    }
+
+
+def importtime_top(path: list[str], *, limit: int = 12) -> list[tuple[str, float]]:
+    """The modules that cost the most to import (cumulative ms), from one `-X importtime` run, tracing off."""
+    code = f"import sys; sys.path[:0] = {path!r}\nimport app"
+    done = subprocess.run([PYTHON, "-I", "-S", "-X", "importtime", "-c", code], env=_env(tracing=False,
+                          task_root=path[0]), capture_output=True, text=True, timeout=120)
+    rows = []
+    for line in done.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            name = parts[2].rstrip()
+            depth = (len(name) - len(name.lstrip())) // 2
+            if depth <= 1:
+                rows.append((name.strip(), int(parts[1]) / 1000))
+    return sorted(rows, key=lambda r: -r[1])[:limit]
+
+
+def dumps(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=1)

@@ -1,0 +1,232 @@
+"""docs/benchmarks.md from the results: the machine, each goal met or not and by how much, every figure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _s(spread: dict[str, Any] | None, digits: int = 2) -> str:
+    if not spread:
+        return "n/a"
+    unit = spread["unit"]
+    return f"{spread['min']:.{digits}f} / **{spread['median']:.{digits}f}** / {spread['max']:.{digits}f} {unit}"
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1024 / 1024:.2f} MB"
+
+
+def _status(part: dict[str, Any]) -> str | None:
+    if "skipped" in part:
+        return f"_Skipped: {part['skipped']}._"
+    if "error" in part:
+        return f"_Failed: {part['error']}._"
+    return None
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for part in ("warm", "cold", "package", "browser"):
+        for name, goal in (results.get(part, {}).get("goals") or {}).items():
+            rows.append({"part": part, "name": name, **goal})
+    return rows
+
+
+def _verdict(goal: dict[str, Any]) -> str:
+    value, target, met = goal["value"], goal["goal"], goal["met"]
+    shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+    margin = ""
+    limit = _limit(target)
+    if limit and isinstance(value, (int, float)) and limit > 0:
+        margin = f" ({(value / limit - 1) * 100:+.0f}% vs the goal)"
+    return f"{'met' if met else '**not met**'}: {shown}{margin}"
+
+
+def _limit(target: str) -> float | None:
+    digits = "".join(c for c in target if c.isdigit() or c == ".")
+    try:
+        return float(digits) if digits and ("<" in target) else None
+    except ValueError:
+        return None
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    out = [
+        "# Benchmarks",
+        "",
+        "What a token vend, a cold start and a click cost, each against a floor measured in the same run (the same "
+        "work with nothing but the bare libraries). Every figure is min / **median** / max over several runs. "
+        "Produced by `make bench` (`python -m bench`); CI runs `python -m bench --quick` only to prove the "
+        "benchmarks still work, never to judge speed.",
+        "",
+        f"- Command: `{results['command']}` ({results['mode']} mode, {results['runs']} runs, "
+        f"{results.get('seconds', '?')} s)",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']}",
+        f"- Date: {m['date']}, commit {m['commit']} (plus the working tree)",
+        f"- Load average (1/5/15 min) at the start: {m.get('load_average', '?')}; at the end: "
+        f"{results.get('load_average_end', '?')}. Other work on the machine makes every figure noisier; the "
+        "ratios compare figures measured side by side, so they suffer less than the absolute numbers.",
+        "",
+        "## Goals",
+        "",
+        "| Part | Goal | Target | Result |",
+        "|---|---|---|---|",
+    ]
+    for g in goals(results):
+        out.append(f"| {g['part']} | {g['name']} | {g['goal']} | {_verdict(g)} |")
+    out += ["", *_warm(results.get("warm", {})), "", *_cold(results.get("cold", {})), "",
+            *_package(results.get("package", {})), "", *_browser(results.get("browser", {})), "",
+            *_cost(results.get("cost") or []), ""]
+    return "\n".join(out)
+
+
+def _warm(w: dict[str, Any]) -> list[str]:
+    out = ["## Warm vend", "",
+           "`POST /token` through `lambda_handler` in its own process (as a Lambda container, tracing off as "
+           "locally), with DynamoDB a moto server over HTTP and OpenAI the local stand-in, both on loopback. The "
+           "floor makes the same TransactWriteItems with bare botocore and the same `POST /realtime/client_secrets` "
+           "with bare httpx, nothing else. Vends and floor requests alternate one by one, so "
+           "drift in moto's speed hits both alike. Callers come from a small pool under generous limits (burst "
+           "10,000, 1,000,000 per hour), so every vend is allowed and the table stays small (moto copies the whole "
+           "table in every transaction)."]
+    status = _status(w)
+    if status:
+        return [*out, "", status]
+    c = w["counts"]
+    out += [
+        "",
+        f"Per run: {w['vends_per_run']} vends and as many floor requests.",
+        "",
+        "| Figure | min / **median** / max |",
+        "|---|---|",
+        f"| Handler p50 | {_s(w['handler_p50_ms'])} |",
+        f"| Floor p50 | {_s(w['floor_p50_ms'])} |",
+        f"| **Ratio p50** (goal <= 1.25x) | {_s(w['ratio_p50'])} |",
+        f"| Overhead p50 (handler - floor) | {_s(w['overhead_p50_ms'])} |",
+        f"| Handler p90 | {_s(w['handler_p90_ms'])} |",
+        f"| Floor p90 | {_s(w['floor_p90_ms'])} |",
+        f"| Ratio p90 | {_s(w['ratio_p90'])} |",
+        f"| Handler CPU per vend (this process) | {_s(w['handler_cpu_ms'])} |",
+        f"| Floor CPU per request pair | {_s(w['floor_cpu_ms'])} |",
+        f"| CPU ratio | {_s(w['ratio_cpu'])} |",
+        "",
+        "Wall time is dominated by moto (a Python server doing the transaction), so the CPU figures show the "
+        "handler's own cost better: the CPU the function's process spends per vend, against the floor's.",
+        "",
+        f"In the same process: `import app` took {w['import_ms']:.0f} ms and the first vend "
+        f"{w['first_vend_ms']:.0f} ms (it reads both secrets and opens the connections); peak RSS "
+        f"{w['max_rss_mb_after_first_vend']:.0f} MB after the first vend, {w['max_rss_mb']:.0f} MB at the end (with "
+        f"the floor's clients). The function logged {w['log_bytes_per_vend']:.0f} bytes per vend.",
+        "",
+        f"### Requests per warm vend (counted over {c['vends']} vends, not timed)",
+        "",
+        "| What | Per vend | Goal |",
+        "|---|---|---|",
+        f"| DynamoDB requests | {c['dynamodb_requests_per_vend']:g} ({_ops(c['aws_requests'], 'dynamodb')}) | 1 |",
+        f"| Secrets Manager requests | {c['secretsmanager_requests_per_vend']:g} | 0 |",
+        f"| Other AWS requests | {c['other_aws_requests_per_vend']:g} | 0 |",
+        f"| OpenAI requests | {c['openai_requests_per_vend']:g} | 1 |",
+        f"| New TCP connections to OpenAI | {c['new_openai_connections']} in {c['vends']} vends | 0 (one reused) |",
+        f"| New TCP connections to AWS | {c['new_aws_connections']} in {c['vends']} vends | see below |",
+        f"| Floor's TransactWriteItems has the handler's shape | {c['floor_transaction_same_shape']} | True |",
+        "",
+        "AWS requests are counted with botocore `before-send` hooks on every client the function creates; "
+        "connections by counting `connect` in urllib3 (AWS) and httpcore (OpenAI). A new AWS connection per vend is "
+        "moto's doing (its server closes each connection after answering; the floor's client sees the same); "
+        "botocore keeps connections alive against DynamoDB.",
+    ]
+    return out
+
+
+def _ops(counts: dict[str, int], service: str) -> str:
+    return ", ".join(f"{k.split(':', 1)[1]} x{v}" for k, v in counts.items() if k.startswith(service)) or "none"
+
+
+def _cold(c: dict[str, Any]) -> list[str]:
+    out = ["## Cold start", "",
+           "`import app` in a fresh interpreter with the template's environment, against `import boto3, httpx` in a "
+           "fresh interpreter. Both run bare (`python -I -S`) on a Lambda-like path: the `sam build` output of "
+           "TokenFunction (built for this machine), the Powertools layer if the template attaches it (simulated with "
+           "this venv's copies of what the layer ships), and the runtime's boto3. Probes alternate."]
+    status = _status(c)
+    if status:
+        return [*out, "", status]
+    out += [
+        "",
+        "| Figure | min / **median** / max |",
+        "|---|---|",
+        f"| Floor: `import boto3, httpx` | {_s(c['floor_ms'], 0)} |",
+        f"| `import app`, tracing off (as locally) | {_s(c['app_ms'], 0)} |",
+        f"| **Ratio** (goal <= 1.3x) | {_s(c['ratio'])} |",
+        f"| `import app`, tracing on (as deployed: Tracing: Active) | {_s(c['app_traced_ms'], 0)} |",
+        f"| Ratio, tracing on | {_s(c['ratio_traced'])} |",
+        f"| Floor plus the clients the function needs (two boto3 clients, one httpx.Client) | "
+        f"{_s(c['floor_clients_ms'], 0)} |",
+        f"| `import app` (tracing off) / that floor | {_s(c['ratio_to_floor_clients'])} |",
+        f"| Floor, package without bytecode (as /var/task is read-only) | {_s(c.get('floor_no_pyc_ms'), 0)} |",
+        f"| `import app`, package without bytecode | {_s(c.get('app_no_pyc_ms'), 0)} |",
+        f"| Ratio without bytecode | {_s(c.get('ratio_no_pyc'))} |",
+        "",
+        f"Path: {', '.join(c['path'])}. Most expensive imports (tracing off, one `-X importtime` run, cumulative):",
+        "",
+        "| Module | ms |",
+        "|---|---|",
+    ]
+    out += [f"| {name} | {ms:.0f} |" for name, ms in c.get("top_imports", [])]
+    return out
+
+
+def _package(p: dict[str, Any]) -> list[str]:
+    out = ["## Package size", "", "The `sam build` output of TokenFunction, zipped (deflate) as `sam package` "
+           "uploads it."]
+    status = _status(p)
+    if status:
+        return [*out, "", status]
+    out += [
+        "",
+        f"- Zipped: **{_mb(p['zipped_bytes'])}** (goal < 2 MB); unzipped {_mb(p['unzipped_bytes'])}; "
+        f"built for {p['arch']}; Powertools layer attached: {p['uses_powertools_layer']}.",
+        "- Largest parts (unzipped): " + ", ".join(f"{n} {_mb(s)}" for n, s in p["largest"]),
+    ]
+    return out
+
+
+def _browser(b: dict[str, Any]) -> list[str]:
+    out = ["## Click to connected", "",
+           "Headless Chromium (fake microphone), from the click on Talk to the WebRTC connection being connected, "
+           "against the local peer (the OpenAI stand-in) through the local API. The bare flow is OpenAI's sample "
+           "order on the same peer and API: token fetch, then getUserMedia, then the offer, then the SDP POST."]
+    status = _status(b)
+    if status:
+        return [*out, "", status]
+    out += [
+        "",
+        "| Figure | min / **median** / max |",
+        "|---|---|",
+        f"| Our page | {_s(b['page_ms'], 0)} |",
+        f"| Bare flow | {_s(b['bare_ms'], 0)} |",
+        f"| **Ratio** (goal < 1x) | {_s(b['ratio'])} |",
+    ]
+    return out
+
+
+def _cost(scenarios: list[dict[str, Any]]) -> list[str]:
+    out = ["## AWS cost per 1,000 vends", "",
+           "From the measured warm duration (handler p50, median run) and the configured memory (256 MB; billing uses "
+           "the configured size, not the RSS), with us-east-1 list prices checked on 2026-11-24: HTTP API $1.00/M "
+           "requests; Lambda arm64 $0.0000133334/GB-s and $0.20/M requests; DynamoDB on-demand $0.625/M write request "
+           "units (a transactional write is 2 WRU per item up to 1 KB: 3 items = 6 WRU); Secrets Manager $0.05 per "
+           "10,000 calls; CloudWatch Logs $0.50/GB ingested. Free tiers ignored. OpenAI's own charges are not "
+           "included. The stand-in answers in about a millisecond; the real OpenAI takes longer (assumed 400 ms "
+           "below), and Lambda bills that wait."]
+    if not scenarios:
+        return [*out, "", "_No warm measurement, so no cost._"]
+    for s in scenarios:
+        out += ["", f"**{s['name']}**: billed {s['billed_ms']} ms at {s['memory_mb']} MB", "",
+                "| Item | Arithmetic | $ per 1,000 vends |", "|---|---|---|"]
+        out += [f"| {r['item']} | {r['arithmetic']} | {r['usd']:.6f} |" for r in s["rows"]]
+        out.append(f"| **Total** | | **{s['total_usd']:.6f}** |")
+    out += ["", "Fixed monthly costs (not per vend): two secrets at $0.40 each, the DynamoDB table's storage "
+            "(a few KB), CloudFront and S3 for the page."]
+    return out

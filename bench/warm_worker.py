@@ -1,0 +1,259 @@
+"""The warm-vend measurement, run in its own process with the function's environment (as a Lambda container).
+
+`python -m bench.warm_worker CONFIG.json RESULT.json`. Imports the handler, then alternates runs of `POST /token`
+through `lambda_handler` with runs of the floor: the same TransactWriteItems with bare botocore and the same
+`POST /realtime/client_secrets` with bare httpx, and nothing else. A counting phase (not timed) records what each
+vend sends: AWS requests per service and operation (botocore `before-send` hooks on every client), new TCP
+connections to AWS and to OpenAI, and OpenAI requests.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import resource
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Counters:
+    """Counts what the function sends while `on`; installed before the handler is imported, so every client has it."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.aws: Counter[str] = Counter()
+        self.aws_connections = 0
+        self.openai_connections = 0
+        self.openai_requests = 0
+        self.transactions: list[list[dict[str, Any]]] = []
+
+    def install(self) -> None:
+        import botocore.session
+        import httpcore._backends.sync as httpcore_sync
+        import httpx
+        import urllib3.connection
+
+        counters = self
+        create_client = botocore.session.Session.create_client
+
+        def counting_create_client(session: Any, *args: Any, **kwargs: Any) -> Any:
+            client = create_client(session, *args, **kwargs)
+            service = client.meta.service_model.service_name
+
+            def before_send(request: Any, **_: Any) -> None:
+                if counters.on:
+                    target = request.headers.get("X-Amz-Target", b"")
+                    target = target.decode() if isinstance(target, bytes) else str(target)
+                    counters.aws[f"{service}:{target.rpartition('.')[2] or '?'}"] += 1
+
+            def capture(params: dict[str, Any], **_: Any) -> None:
+                if counters.on:
+                    counters.transactions.append(params.get("TransactItems", []))
+
+            client.meta.events.register("before-send", before_send)
+            client.meta.events.register("provide-client-params.dynamodb.TransactWriteItems", capture)
+            return client
+
+        botocore.session.Session.create_client = counting_create_client  # type: ignore[method-assign]
+
+        connect = urllib3.connection.HTTPConnection.connect
+
+        def counting_connect(conn: Any) -> None:
+            if counters.on:
+                counters.aws_connections += 1
+            connect(conn)
+
+        urllib3.connection.HTTPConnection.connect = counting_connect  # type: ignore[method-assign]
+
+        connect_tcp = httpcore_sync.SyncBackend.connect_tcp
+
+        def counting_connect_tcp(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            if counters.on:
+                counters.openai_connections += 1
+            return connect_tcp(backend, *args, **kwargs)
+
+        httpcore_sync.SyncBackend.connect_tcp = counting_connect_tcp  # type: ignore[method-assign]
+
+        handle = httpx.HTTPTransport.handle_request
+
+        def counting_handle(transport: Any, request: Any) -> Any:
+            if counters.on:
+                counters.openai_requests += 1
+            return handle(transport, request)
+
+        httpx.HTTPTransport.handle_request = counting_handle  # type: ignore[method-assign]
+
+
+CALLERS = 8  # a small pool: with the run's generous limits every vend is allowed, and the table stays small
+
+
+def _ip(n: int) -> str:
+    return f"10.0.0.{n % CALLERS + 1}"
+
+
+def _shape(items: list[dict[str, Any]]) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """What makes two transactions the same request: kinds, expressions and attribute names, not the values."""
+    shape = []
+    for item in items:
+        (kind, body), = item.items()
+        shape.append((kind, body.get("UpdateExpression", ""), body.get("ConditionExpression", ""),
+                      tuple(sorted(body.get("ExpressionAttributeNames", {}).values()))))
+    return shape
+
+
+def main(config_path: str, result_path: str) -> None:
+    config = json.loads(Path(config_path).read_text())
+    counters = Counters()
+    counters.install()
+    # Lambda sends the function's stdout to CloudWatch; here to a file, so logging costs what it costs.
+    sys.stdout = open(config["log_path"], "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+    sys.path[:0] = [config["function_dir"], str(ROOT)]
+
+    started = time.perf_counter()
+    import app
+    import_ms = (time.perf_counter() - started) * 1000
+
+    from local.apigw import LambdaContext, Route, http_api_event
+
+    route = Route("POST", "/token")
+    body = json.dumps({"voice": "cedar"})
+    serial = iter(range(1, 1 << 24))
+
+    def event() -> dict[str, Any]:
+        return http_api_event("POST", "/token", route=route, headers={"content-type": "application/json"},
+                              body=body, source_ip=_ip(next(serial)))
+
+    vends = [0]
+
+    def vend() -> float:
+        vends[0] += 1
+        request, context = event(), LambdaContext()
+        t0 = time.perf_counter()
+        result = app.lambda_handler(request, context)
+        elapsed = time.perf_counter() - t0
+        if result["statusCode"] != 200:
+            raise RuntimeError(f"vend failed: {result['statusCode']} {result['body']}")
+        return elapsed * 1000
+
+    first_vend_ms = vend()
+    rss_after_first_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    # --- the floor: the same two requests with bare botocore and httpx -------------------------------------
+    import botocore.session
+    import httpx
+    from botocore.config import Config
+
+    floor_dynamodb = botocore.session.get_session().create_client(
+        "dynamodb", region_name=config["region"], endpoint_url=config["aws_endpoint"],
+        config=Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 2}))
+    floor_http = httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), follow_redirects=False)
+    policy = app.vendor.policy
+    openai_body = policy.client_secret_request(policy.choose("cedar", None))
+    openai_url = f"{config['openai_base_url'].rstrip('/')}/realtime/client_secrets"
+    openai_headers = {"Authorization": f"Bearer {config['openai_key']}", "OpenAI-Safety-Identifier": "f" * 64}
+    table = config["table"]
+
+    def floor_items(n: int) -> list[dict[str, Any]]:
+        now = int(time.time() * 1000)
+        day_start = datetime.fromtimestamp(now / 1000, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        day_end = int((day_start + timedelta(days=1)).timestamp() * 1000)
+        new_tat = now + 4  # one token's interval at the run's 1,000,000 per hour (3.6 ms, rounded up)
+        return [
+            {"Update": {
+                "TableName": table, "Key": {"pk": {"S": f"bucket#floor-{n % CALLERS}"}},
+                "UpdateExpression": "SET #tat = :new_tat, #ttl = :ttl",
+                "ConditionExpression": "(attribute_not_exists(#tat) OR #tat <= :now)",
+                "ExpressionAttributeNames": {"#tat": "tat", "#ttl": "ttl"},
+                "ExpressionAttributeValues": {":new_tat": {"N": str(new_tat)}, ":now": {"N": str(now)},
+                                              ":ttl": {"N": str(new_tat // 1000 + 3600)}},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }},
+            {"Update": {
+                "TableName": table, "Key": {"pk": {"S": f"day#{day_start:%Y-%m-%d}"}},
+                "UpdateExpression": "ADD #count :one SET #ttl = :ttl",
+                "ConditionExpression": "attribute_not_exists(#count) OR #count < :limit",
+                "ExpressionAttributeNames": {"#count": "issued", "#ttl": "ttl"},
+                "ExpressionAttributeValues": {":one": {"N": "1"}, ":limit": {"N": config["daily_limit"]},
+                                              ":ttl": {"N": str(day_end // 1000 + 86_400)}},
+            }},
+            {"ConditionCheck": {
+                "TableName": table, "Key": {"pk": {"S": "control"}},
+                "ConditionExpression": "attribute_not_exists(#paused) OR #paused = :false",
+                "ExpressionAttributeNames": {"#paused": "paused"},
+                "ExpressionAttributeValues": {":false": {"BOOL": False}},
+            }},
+        ]
+
+    def floor() -> float:
+        n = next(serial)
+        t0 = time.perf_counter()
+        floor_dynamodb.transact_write_items(TransactItems=floor_items(n))
+        response = floor_http.post(openai_url, json=openai_body, headers=openai_headers)
+        value = response.json()["value"]
+        elapsed = time.perf_counter() - t0
+        if response.status_code != 200 or not value:
+            raise RuntimeError(f"floor failed: {response.status_code}")
+        return elapsed * 1000
+
+    for _ in range(config["warmup"]):
+        vend()
+        floor()
+
+    # --- what one warm vend sends (counted, not timed) -------------------------------------------------------
+    counters.on = True
+    for _ in range(config["count_vends"]):
+        vend()
+    counters.on = False
+    n = config["count_vends"]
+    handler_shapes = {json.dumps(_shape(t)) for t in counters.transactions}
+    counts = {
+        "vends": n,
+        "aws_requests": dict(counters.aws),
+        "dynamodb_requests_per_vend": sum(v for k, v in counters.aws.items() if k.startswith("dynamodb:")) / n,
+        "secretsmanager_requests_per_vend": sum(v for k, v in counters.aws.items()
+                                                if k.startswith("secretsmanager:")) / n,
+        "other_aws_requests_per_vend": sum(v for k, v in counters.aws.items()
+                                           if not k.startswith(("dynamodb:", "secretsmanager:"))) / n,
+        "new_aws_connections": counters.aws_connections,
+        "openai_requests_per_vend": counters.openai_requests / n,
+        "new_openai_connections": counters.openai_connections,
+        "floor_transaction_same_shape": handler_shapes == {json.dumps(_shape(floor_items(0)))},
+    }
+
+    # --- timed runs: pairs, alternating which goes first, so drift in moto's speed hits both alike -----------
+    runs = []
+    for _ in range(config["runs"]):
+        handler_ms: list[float] = []
+        floor_ms: list[float] = []
+        cpu = {"handler": 0.0, "floor": 0.0}
+        gc.collect()
+        for i in range(config["vends"]):
+            pair = (("handler", handler_ms, vend), ("floor", floor_ms, floor))
+            for name, sink, fn in (pair if i % 2 == 0 else pair[::-1]):
+                c0 = time.process_time()
+                sink.append(fn())
+                cpu[name] += time.process_time() - c0
+        runs.append({"handler_ms": handler_ms, "floor_ms": floor_ms,
+                     "handler_cpu_ms": cpu["handler"] * 1000 / config["vends"],
+                     "floor_cpu_ms": cpu["floor"] * 1000 / config["vends"]})
+
+    result = {
+        "import_ms": import_ms,
+        "first_vend_ms": first_vend_ms,
+        "max_rss_mb_after_first_vend": rss_after_first_mb,
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "log_bytes_per_vend": Path(config["log_path"]).stat().st_size / vends[0],
+        "counts": counts,
+        "runs": runs,
+    }
+    Path(result_path).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
