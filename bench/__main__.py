@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import cold, cost, package, report, warm
 from bench.common import FUNCTION_DIR, ROOT, machine
-from bench.lambda_env import lambda_path, sam_build
+from bench.lambda_env import lambda_path, layer_variant_path, sam_build
 
 PARTS = ("warm", "cold", "package", "browser")
 
@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="runs per benchmark (default 5; quick 2)")
     parser.add_argument("--output", type=Path, help="markdown report (default docs/benchmarks.md; quick: none)")
     parser.add_argument("--json", type=Path, help="also write the raw results as JSON")
+    parser.add_argument("--baseline", type=Path, help="JSON of an earlier run (--json) to compare against")
     parser.add_argument("--skip", default="", help=f"comma-separated parts to skip: {','.join(PARTS)}")
     parser.add_argument("--function-dir", type=Path, default=FUNCTION_DIR,
                         help="the token function's code to measure (default functions/token; for before/after)")
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
         # Cold start imports the package here, so it needs this machine's architecture; size is measured on what
         # is deployed (arm64), except in quick mode where one build serves both.
-        part("cold", lambda: {**cold.measure(lambda_path(build("x86_64"), scratch), runs=3 if quick else 15),
+        part("cold", lambda: {**cold.measure(lambda_path(build("x86_64"), scratch), runs=3 if quick else 15,
+                                             layer_path=layer_variant_path(build("x86_64"), scratch)),
                               "top_imports": cold.importtime_top(lambda_path(build("x86_64"), scratch))})
         part("package", lambda: package.measure(build("x86_64" if quick else "arm64"), "x86_64" if quick else "arm64"))
     if quick:
@@ -86,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                                          log_bytes_per_vend=w["log_bytes_per_vend"], cache_seconds=300)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["load_average_end"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    if args.baseline:
+        results["baseline"] = json.loads(args.baseline.read_text())
     text = report.markdown(results)
     if output:
         output.write_text(text)
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(text)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1, default=str))
+        args.json.write_text(json.dumps({k: v for k, v in results.items() if k != "baseline"}, indent=1, default=str))
     failed = [name for name in PARTS if isinstance(results.get(name), dict) and "error" in results[name]]
     if failed:
         print(f"[bench] failed: {', '.join(failed)}", file=sys.stderr)

@@ -10,6 +10,7 @@ count from the click handler to the data channel being open (`oai-events`), whic
 from __future__ import annotations
 
 import os
+import statistics
 import tempfile
 import threading
 from functools import partial
@@ -125,15 +126,33 @@ def measure(*, runs: int, timeout_ms: float = 30_000) -> dict[str, Any]:
             os.environ.clear()
             os.environ.update(saved_env)
     ratio = Spread.of([p / b for p, b in zip(page_ms, bare_ms, strict=True)], "x")
+    phases = {}
+    for name, rows in PHASES.items():
+        kept = rows[1:]  # the warm-up round
+        phases[name] = {key: statistics.median([r[key] for r in kept if r[key] is not None] or [0.0])
+                        for key in ("tokenStart", "tokenEnd", "sdpStart", "sdpEnd")}
+        PHASES[name] = []
     return {
         "page_ms": Spread.of(page_ms, "ms").as_dict(),
         "bare_ms": Spread.of(bare_ms, "ms").as_dict(),
         "ratio": ratio.as_dict(),
+        "phases_median_ms": phases,
         "page_samples_ms": page_ms,
         "bare_samples_ms": bare_ms,
         "goals": {"click_to_connected": {"goal": "< 1x the bare flow (median)", "value": ratio.median,
                                          "met": Spread.of(page_ms, "ms").median < Spread.of(bare_ms, "ms").median}},
     }
+
+
+# Where the time went, from the click: the token request and the SDP POST (resource timing), then connected.
+_PHASES = """(clickAt) => {
+  const entries = performance.getEntriesByType('resource');
+  const find = (part) => entries.filter((e) => e.name.includes(part) && e.startTime >= clickAt - 1).at(-1);
+  const token = find('/token'), sdp = find('/realtime/calls');
+  return { tokenStart: token ? token.startTime - clickAt : null, tokenEnd: token ? token.responseEnd - clickAt : null,
+           sdpStart: sdp ? sdp.startTime - clickAt : null, sdpEnd: sdp ? sdp.responseEnd - clickAt : null };
+}"""
+PHASES: dict[str, list[dict[str, float | None]]] = {"page": [], "bare": []}
 
 
 def _our_page(browser: Any, url: str, timeout_ms: float) -> float:
@@ -147,10 +166,11 @@ def _our_page(browser: Any, url: str, timeout_ms: float) -> float:
         page.click("#talk")
         page.wait_for_function("() => window.__voice.timings.clickToConnectedMs !== null || "
                                "document.getElementById('app')?.dataset.state === 'error'", timeout=timeout_ms)
-        ms = page.evaluate("() => window.__voice.timings.clickToConnectedMs")
-        if ms is None:
+        timings = page.evaluate("() => window.__voice.timings")
+        if timings["clickToConnectedMs"] is None:
             raise RuntimeError("our page did not connect")
-        return float(ms)
+        PHASES["page"].append(page.evaluate(_PHASES, timings["clickAt"]))
+        return float(timings["clickToConnectedMs"])
     finally:
         context.close()
 
@@ -166,6 +186,7 @@ def _bare_page(browser: Any, url: str, timeout_ms: float) -> float:
         result = page.evaluate("() => window.__bare")
         if result["ms"] is None:
             raise RuntimeError(f"the bare flow did not connect: {result['error']}")
+        PHASES["bare"].append(page.evaluate(_PHASES, result["clickAt"]))
         return float(result["ms"])
     finally:
         context.close()

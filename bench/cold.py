@@ -50,11 +50,11 @@ def _probe(path: list[str], statement: str, env: dict[str, str], *, no_bytecode:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def measure(path: list[str], *, runs: int) -> dict[str, Any]:
+def measure(path: list[str], *, runs: int, layer_path: list[str] | None = None) -> dict[str, Any]:
     env_off = _env(tracing=False, task_root=path[0])
     env_on = _env(tracing=True, task_root=path[0])
     samples: dict[str, list[float]] = {"floor": [], "floor_clients": [], "app": [], "app_traced": [],
-                                       "floor_no_pyc": [], "app_no_pyc": []}
+                                       "floor_no_pyc": [], "app_no_pyc": [], "app_layer": []}
     # Lambda's /var/task is read-only: bytecode the package does not ship is compiled again on every cold start.
     # A copy of the package without __pycache__, imported with -B, shows that cost (the layer and the runtime ship
     # bytecode, as here).
@@ -70,6 +70,8 @@ def measure(path: list[str], *, runs: int) -> dict[str, Any]:
         samples["app_traced"].append(_probe(path, "import app", env_on))
         samples["floor_no_pyc"].append(_probe(no_pyc_path, FLOOR, env_off, no_bytecode=True))
         samples["app_no_pyc"].append(_probe(no_pyc_path, "import app", env_off, no_bytecode=True))
+        if layer_path:  # the alternative: Powertools from the official layer (which ships no bytecode)
+            samples["app_layer"].append(_probe(layer_path, "import app", env_off, no_bytecode=True))
     shutil.rmtree(bare.parent, ignore_errors=True)
     ratios = [a / f for a, f in zip(samples["app"], samples["floor"], strict=True)]
     traced_ratios = [a / f for a, f in zip(samples["app_traced"], samples["floor"], strict=True)]
@@ -87,6 +89,9 @@ def measure(path: list[str], *, runs: int) -> dict[str, Any]:
         "app_no_pyc_ms": Spread.of(samples["app_no_pyc"], "ms").as_dict(),
         "ratio_no_pyc": Spread.of([a / f for a, f in zip(samples["app_no_pyc"], samples["floor_no_pyc"],
                                                           strict=True)], "x").as_dict(),
+        **({"app_layer_ms": Spread.of(samples["app_layer"], "ms").as_dict(),
+            "ratio_layer": Spread.of([a / f for a, f in zip(samples["app_layer"], samples["floor"], strict=True)],
+                                     "x").as_dict()} if samples["app_layer"] else {}),
         "path": [Path(p).name for p in path],
         "goals": {"ratio": {"goal": f"<= {RATIO_GOAL}x", "value": ratio.median, "met": ratio.median <= RATIO_GOAL}},
     }

@@ -1,8 +1,5 @@
-"""A Lambda-like Python path on this machine: the `sam build` output of TokenFunction, the Powertools layer (if the
-template attaches it; simulated with this venv's copies of what the layer ships) and the runtime's own boto3.
-
-Shared by the cold-start benchmark and the template build test, so both see exactly what Lambda would import.
-"""
+"""A Lambda-like Python path on this machine: the `sam build` output of TokenFunction and the runtime's own boto3;
+and, to compare, the official Powertools layer simulated with this venv's copies of what it ships."""
 
 from __future__ import annotations
 
@@ -29,16 +26,49 @@ def template_uses_powertools_layer(template_text: str | None = None) -> bool:
     return POWERTOOLS_LAYER_NAME in text
 
 
+def _source(name: str) -> Path:
+    source = Path(importlib.import_module(name).__file__ or "")
+    return source.parent if source.name == "__init__.py" else source
+
+
 def link_modules(target: Path, modules: list[str]) -> Path:
     """Symlink each module (package folder or single file) of this venv into `target`."""
     target.mkdir(parents=True, exist_ok=True)
     for name in modules:
-        module = importlib.import_module(name)
-        source = Path(module.__file__ or "")
-        source = source.parent if source.name == "__init__.py" else source
+        source = _source(name)
         link = target / source.name
         if not link.exists():
             link.symlink_to(source)
+    return target
+
+
+def simulated_layer(target: Path) -> Path:
+    """What the official Powertools layer ships, as it ships it: without bytecode (its build deletes __pycache__),
+    which Lambda cannot write into the read-only /opt either."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in LAYER_MODULES:
+        source = _source(name)
+        if (target / source.name).exists():
+            continue
+        if source.is_dir():
+            shutil.copytree(source, target / source.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target / source.name)
+    return target
+
+
+def without_layer_packages(package: Path, target: Path) -> Path:
+    """The built package minus what the Powertools layer would provide: the package if the layer were attached."""
+    provided = {_source(name).name for name in LAYER_MODULES}
+    provided_dists = ("aws_lambda_powertools", "aws_xray_sdk", "wrapt", "pydantic", "annotated_types",
+                      "typing_extensions", "typing_inspection")
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        if Path(folder) != package:
+            return []
+        return [n for n in names if n in provided or n.startswith(provided_dists) or n == "__pycache__"]
+
+    shutil.copytree(package, target, ignore=ignore)
     return target
 
 
@@ -55,6 +85,9 @@ def sam_build(workdir: Path, *, arch: str = "arm64", function_dir: Path = FUNCTI
     if function_dir.resolve() != FUNCTION_DIR.resolve():  # measuring other code (before/after)
         shutil.rmtree(workdir / "functions" / "token")
         shutil.copytree(function_dir, workdir / "functions" / "token", symlinks=True)
+    makefile = workdir / "functions" / "token" / "Makefile"
+    if arch != "arm64" and makefile.exists():  # the Makefile's wheels follow the architecture, like the template's
+        makefile.write_text(makefile.read_text().replace("manylinux2014_aarch64", f"manylinux2014_{arch}"))
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
            "__SAM_CLI_APP_DIR": str(workdir / ".sam-app-dir")}
     done = subprocess.run([str(VENV_BIN / "sam"), "build", "--template", "template.yaml", "--build-dir", "build",
@@ -65,9 +98,16 @@ def sam_build(workdir: Path, *, arch: str = "arm64", function_dir: Path = FUNCTI
 
 
 def lambda_path(build: Path, scratch: Path) -> list[str]:
-    """sys.path as Lambda sets it: the function's code, then the layer (/opt/python), then the runtime."""
+    """sys.path as Lambda sets it: the function's code, then a layer if attached (/opt/python), then the runtime."""
     path = [str(build / "TokenFunction")]
     if template_uses_powertools_layer():
-        path.append(str(link_modules(scratch / "layer", LAYER_MODULES)))
+        path.append(str(simulated_layer(scratch / "layer")))
     path.append(str(link_modules(scratch / "runtime", RUNTIME_MODULES)))
     return path
+
+
+def layer_variant_path(build: Path, scratch: Path) -> list[str]:
+    """The same function as if it used the official Powertools layer instead of packaging Powertools."""
+    package = without_layer_packages(build / "TokenFunction", scratch / "with-layer" / "TokenFunction")
+    return [str(package), str(simulated_layer(scratch / "layer")), str(link_modules(scratch / "runtime",
+                                                                                     RUNTIME_MODULES))]

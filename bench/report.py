@@ -75,6 +75,8 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for g in goals(results):
         out.append(f"| {g['part']} | {g['name']} | {g['goal']} | {_verdict(g)} |")
+    if results.get("baseline"):
+        out += ["", *_compare(results, results["baseline"])]
     out += ["", *_warm(results.get("warm", {})), "", *_cold(results.get("cold", {})), "",
             *_package(results.get("package", {})), "", *_browser(results.get("browser", {})), "",
             *_cost(results.get("cost") or []), ""]
@@ -148,7 +150,10 @@ def _cold(c: dict[str, Any]) -> list[str]:
            "`import app` in a fresh interpreter with the template's environment, against `import boto3, httpx` in a "
            "fresh interpreter. Both run bare (`python -I -S`) on a Lambda-like path: the `sam build` output of "
            "TokenFunction (built for this machine), the Powertools layer if the template attaches it (simulated with "
-           "this venv's copies of what the layer ships), and the runtime's boto3. Probes alternate."]
+           "this venv's copies of what the layer ships), and the runtime's boto3. Probes alternate. Lambda's "
+           "/var/task and /opt are read-only, so bytecode not shipped is compiled again on every cold start: the "
+           "package ships it (functions/token/Makefile); the rows without bytecode show what that saves, and the "
+           "layer alternative (whose build deletes bytecode) what it would cost."]
     status = _status(c)
     if status:
         return [*out, "", status]
@@ -167,6 +172,9 @@ def _cold(c: dict[str, Any]) -> list[str]:
         f"| Floor, package without bytecode (as /var/task is read-only) | {_s(c.get('floor_no_pyc_ms'), 0)} |",
         f"| `import app`, package without bytecode | {_s(c.get('app_no_pyc_ms'), 0)} |",
         f"| Ratio without bytecode | {_s(c.get('ratio_no_pyc'))} |",
+        f"| Alternative: Powertools, pydantic, X-Ray SDK from the official layer (no bytecode) | "
+        f"{_s(c.get('app_layer_ms'), 0)} |",
+        f"| Ratio with the layer | {_s(c.get('ratio_layer'))} |",
         "",
         f"Path: {', '.join(c['path'])}. Most expensive imports (tracing off, one `-X importtime` run, cumulative):",
         "",
@@ -179,7 +187,8 @@ def _cold(c: dict[str, Any]) -> list[str]:
 
 def _package(p: dict[str, Any]) -> list[str]:
     out = ["## Package size", "", "The `sam build` output of TokenFunction, zipped (deflate) as `sam package` "
-           "uploads it."]
+           "uploads it. functions/token/Makefile builds it: the requirements without what the runtime already has "
+           "(boto3, botocore and their dependencies), plus bytecode."]
     status = _status(p)
     if status:
         return [*out, "", status]
@@ -189,12 +198,19 @@ def _package(p: dict[str, Any]) -> list[str]:
         f"built for {p['arch']}; Powertools layer attached: {p['uses_powertools_layer']}.",
         "- Largest parts (unzipped): " + ", ".join(f"{n} {_mb(s)}" for n, s in p["largest"]),
     ]
+    if not p["uses_powertools_layer"]:
+        out += ["", "Under 2 MB needs Powertools, pydantic and the X-Ray SDK out of the package: the official "
+                "Powertools layer does that (the package is then httpx and our code, about 1.4 MB with bytecode). That layer "
+                "ships no bytecode and /opt is read-only, so every cold start would compile them: see the layer "
+                "row under Cold start. A faster cold start is worth more than a smaller upload, so the function "
+                "packages them, with bytecode."]
     return out
 
 
 def _browser(b: dict[str, Any]) -> list[str]:
     out = ["## Click to connected", "",
-           "Headless Chromium (fake microphone), from the click on Talk to the WebRTC connection being connected, "
+           "Headless Chromium (fake microphone), from the click on Talk to the data channel (`oai-events`) being open, "
+           "which is when our page says Connected, "
            "against the local peer (the OpenAI stand-in) through the local API. The bare flow is OpenAI's sample "
            "order on the same peer and API: token fetch, then getUserMedia, then the offer, then the SDP POST."]
     status = _status(b)
@@ -207,7 +223,17 @@ def _browser(b: dict[str, Any]) -> list[str]:
         f"| Our page | {_s(b['page_ms'], 0)} |",
         f"| Bare flow | {_s(b['bare_ms'], 0)} |",
         f"| **Ratio** (goal < 1x) | {_s(b['ratio'])} |",
+        "",
+        "Where the time goes (medians, ms after the click; resource timing of the two requests):",
+        "",
+        "| Flow | token request starts | token answered | SDP POST starts | SDP answered | connected |",
+        "|---|---|---|---|---|---|",
     ]
+    for name, label, total in (("page", "Our page", b["page_ms"]), ("bare", "Bare flow", b["bare_ms"])):
+        p = b.get("phases_median_ms", {}).get(name)
+        if p:
+            out.append(f"| {label} | {p['tokenStart']:.0f} | {p['tokenEnd']:.0f} | {p['sdpStart']:.0f} | "
+                       f"{p['sdpEnd']:.0f} | {total['median']:.0f} |")
     return out
 
 
@@ -229,4 +255,44 @@ def _cost(scenarios: list[dict[str, Any]]) -> list[str]:
         out.append(f"| **Total** | | **{s['total_usd']:.6f}** |")
     out += ["", "Fixed monthly costs (not per vend): two secrets at $0.40 each, the DynamoDB table's storage "
             "(a few KB), CloudFront and S3 for the page."]
+    return out
+
+
+_COMPARED = [
+    ("Warm: handler p50", "warm", "handler_p50_ms", "ms"),
+    ("Warm: ratio p50 to the floor", "warm", "ratio_p50", "x"),
+    ("Warm: handler CPU per vend", "warm", "handler_cpu_ms", "ms"),
+    ("Cold: `import app` (tracing off)", "cold", "app_ms", "ms"),
+    ("Cold: ratio to `import boto3, httpx`", "cold", "ratio", "x"),
+    ("Cold: `import app` (tracing on)", "cold", "app_traced_ms", "ms"),
+    ("Cold: `import app`, package without bytecode", "cold", "app_no_pyc_ms", "ms"),
+]
+
+
+def _compare(results: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """Medians now against an earlier run (`--baseline`), e.g. the code before a speed change."""
+    m = base.get("machine", {})
+    out = ["## Before and after", "",
+           f"Medians of this run against an earlier run (`--baseline`): `{base.get('command', '?')}` on "
+           f"{m.get('date', '?')}, commit {m.get('commit', '?')}, same machine (load average then: "
+           f"{m.get('load_average', '?')}). The runs were minutes apart on a shared machine, so absolute times move "
+           "with its load; the ratios to each run's own floor are the fairer comparison.", "",
+           "| Figure | Before | After | Change |", "|---|---|---|---|"]
+    for label, part, key, unit in _COMPARED:
+        before = (base.get(part) or {}).get(key)
+        after = (results.get(part) or {}).get(key)
+        if not before or not after:
+            continue
+        b, a = before["median"], after["median"]
+        out.append(f"| {label} | {b:.2f} {unit} | {a:.2f} {unit} | {(a / b - 1) * 100:+.0f}% |")
+    before_deployed = (base.get("cold") or {}).get("app_no_pyc_ms")
+    after_deployed = (results.get("cold") or {}).get("app_ms")
+    if before_deployed and after_deployed and results.get("cold", {}).get("app_no_pyc_ms"):
+        b, a = before_deployed["median"], after_deployed["median"]
+        out.append(f"| Cold: `import app` as deployed (before: the package had no bytecode; after: it ships it) | "
+                   f"{b:.2f} ms | {a:.2f} ms | {(a / b - 1) * 100:+.0f}% |")
+    bp, ap = base.get("package") or {}, results.get("package") or {}
+    if bp.get("zipped_bytes") and ap.get("zipped_bytes"):
+        b, a = bp["zipped_bytes"], ap["zipped_bytes"]
+        out.append(f"| Package, zipped | {_mb(b)} | {_mb(a)} | {(a / b - 1) * 100:+.0f}% |")
     return out

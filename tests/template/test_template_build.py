@@ -1,9 +1,8 @@
 """template.yaml: lint-clean, buildable, and the built function imports with only what it packages.
 
-The import check runs in a bare interpreter (`-I -S`: no site-packages, no PYTHONPATH) that sees the build output,
-the Powertools layer the template attaches (simulated with this venv's copies of what that layer ships: Powertools,
-pydantic, aws-xray-sdk and their dependencies) and the libraries the Lambda runtime provides (boto3 and its
-dependencies), so a package missing from the function's requirements.txt fails here, not in AWS.
+The import check runs in a bare interpreter (`-I -S`: no site-packages, no PYTHONPATH) that sees the build output
+and the libraries the Lambda runtime provides (boto3 and its dependencies), so a package missing from the
+function's requirements.txt (or one the Makefile wrongly drops) fails here, not in AWS.
 """
 
 from __future__ import annotations
@@ -55,6 +54,8 @@ def x86_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (workdir / "template.yaml").write_text(text)
     for folder in ("functions", "web"):
         shutil.copytree(ROOT / folder, workdir / folder, symlinks=True)
+    makefile = workdir / "functions" / "token" / "Makefile"  # its wheels follow the architecture too
+    makefile.write_text(makefile.read_text().replace("manylinux2014_aarch64", "manylinux2014_x86_64"))
     result = run(SAM, "build", "--template", "template.yaml", "--build-dir", "build", cwd=workdir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir / "build"
@@ -67,17 +68,12 @@ def test_sam_build_for_arm64_packages_arm64_binaries(tmp_path: Path) -> None:
     result = run(SAM, "build", "--template", "template.yaml", "--build-dir", "build", cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "build" / "TokenFunction" / "app.py").is_file()
-    # With the Powertools layer the package may hold no binary at all (httpx is pure Python); any it holds is arm64.
     binaries = list((tmp_path / "build" / "TokenFunction").rglob("*.so"))
-    assert all("aarch64" in b.name or "x86_64" not in b.name for b in binaries)
+    assert binaries and all("aarch64" in b.name or "x86_64" not in b.name for b in binaries)
     assert (tmp_path / "build" / "SiteDeployerFunction" / "deployer.py").is_file()
 
 
-def test_built_handler_imports_with_only_its_package_the_layer_and_the_runtime(x86_build: Path,
-                                                                               tmp_path: Path) -> None:
-    from bench.lambda_env import LAYER_MODULES, link_modules, template_uses_powertools_layer
-
-    layer = link_modules(tmp_path / "layer", LAYER_MODULES if template_uses_powertools_layer() else [])
+def test_built_handler_imports_with_only_its_package_and_the_runtime(x86_build: Path, tmp_path: Path) -> None:
     runtime = tmp_path / "runtime"
     runtime.mkdir()
     for package in RUNTIME_PACKAGES:
@@ -87,17 +83,17 @@ def test_built_handler_imports_with_only_its_package_the_layer_and_the_runtime(x
         spec = __import__(module)
         shutil.copy(spec.__file__, runtime / Path(spec.__file__).name)
     function = x86_build / "TokenFunction"
-    assert not (function / "boto3").exists(), "boto3 comes with the runtime; packaging it only adds weight"
-    if template_uses_powertools_layer():
-        for name in ("aws_lambda_powertools", "pydantic", "botocore"):
-            assert not (function / name).exists(), f"{name} comes with the layer or the runtime; it only adds weight"
+    for name in ("boto3", "botocore"):
+        assert not (function / name).exists(), f"{name} comes with the runtime; packaging it only adds weight"
+    # Lambda cannot write bytecode into the read-only package: the build ships it, or every cold start compiles.
+    assert (function / "tokenvend" / "__pycache__").is_dir() and list((function / "httpx").rglob("*.pyc"))
     env = {
         "PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "POWERTOOLS_TRACE_DISABLED": "true",
         **_template_environment(),
     }
     probe = (
-        f"import sys; sys.path[:0] = [{str(function)!r}, {str(layer)!r}, {str(runtime)!r}]\n"
+        f"import sys; sys.path[:0] = [{str(function)!r}, {str(runtime)!r}]\n"
         "import app\n"
         "assert callable(app.lambda_handler)\n"
         "print('imported', app.settings.model)\n"
@@ -106,7 +102,7 @@ def test_built_handler_imports_with_only_its_package_the_layer_and_the_runtime(x
                             timeout=60)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "imported gpt-realtime" in result.stdout
-    # As deployed (Tracing: Active): inside Lambda the tracer is on and needs the X-Ray SDK from the layer.
+    # As deployed (Tracing: Active): inside Lambda the tracer is on, and needs the X-Ray SDK from the package.
     traced = {k: v for k, v in env.items() if k != "POWERTOOLS_TRACE_DISABLED"} | {"LAMBDA_TASK_ROOT": str(function)}
     result = subprocess.run([sys.executable, "-I", "-S", "-c", probe + "print('tracing', not app.tracer.disabled)\n"],
                             env=traced, capture_output=True, text=True, timeout=60)

@@ -121,7 +121,8 @@ def running_system(**options: Any) -> Iterator[LocalSystem]:
 
 @pytest.fixture(scope="class")
 def system() -> Iterator[LocalSystem]:
-    with running_system(parameters={"AnonymousBurst": "20"}) as running:
+    """Tokens live 10 s (the least the template allows), so a slow microphone prompt can outlast one."""
+    with running_system(parameters={"AnonymousBurst": "20", "TokenTtlSeconds": "10"}) as running:
         yield running
 
 

@@ -19,6 +19,10 @@ const STATUS = {
 const BUSY = new Set(['microphone', 'token', 'connecting', 'connected']);
 // An `error` event this close before the peer goes away is why it went away.
 const SESSION_ERROR_WINDOW_MS = 5000;
+// Used when /options could not say how long a token lives; the service's default.
+const DEFAULT_TOKEN_TTL_SECONDS = 60;
+// A token this close to expiring may expire on the way to OpenAI.
+const TOKEN_MARGIN_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -49,7 +53,7 @@ let options = null;
 let state = 'idle';
 let attempt = null; // the call being set up or under way: {controller, stream, call, sessionError}
 let last = { call: null, stream: null, context: null }; // kept after a call ends so tests can check the release
-const timings = { clickAt: null, connectedAt: null, clickToConnectedMs: null };
+const timings = { clickAt: null, microphoneMs: null, tokenMs: null, connectedAt: null, clickToConnectedMs: null };
 const eventLog = [];
 
 exposeDebugHook();
@@ -96,7 +100,7 @@ async function startCall() {
   attempt = current;
   last = { call: null, stream: null, context: null };
   timings.clickAt = performance.now();
-  timings.connectedAt = timings.clickToConnectedMs = null;
+  timings.microphoneMs = timings.tokenMs = timings.connectedAt = timings.clickToConnectedMs = null;
   meters.open(); // still inside the click: an AudioContext may only start after a user gesture
   if (document.activeElement === ui.reconnect) ui.talk.focus();
   ui.reconnect.hidden = true;
@@ -105,10 +109,16 @@ async function startCall() {
   setState('microphone');
 
   // Both at once: the token is usually ready by the time the person has answered the microphone prompt.
+  const choice = { voice: ui.voice.value, preset: ui.preset.value };
+  let mintedAt = 0;
   const microphone = requestMicrophone();
-  const minting = fetchToken(config.tokenUrl, { voice: ui.voice.value, preset: ui.preset.value },
-    current.controller.signal);
+  const minting = fetchToken(config.tokenUrl, choice, current.controller.signal).then((token) => {
+    mintedAt = performance.now();
+    timings.tokenMs = mintedAt - timings.clickAt;
+    return token;
+  });
   microphone.then(() => {
+    timings.microphoneMs = performance.now() - timings.clickAt;
     if (attempt === current && state === 'microphone') setState('token');
   }, () => {});
   const [mic, minted] = await Promise.allSettled([microphone, minting]);
@@ -129,6 +139,19 @@ async function startCall() {
     fail(tokenMessage(tokenError), tokenError.retryAfter);
     return;
   }
+  let token = minted.value;
+  if (performance.now() - mintedAt > tokenLifetimeMs() - TOKEN_MARGIN_MS) {
+    // The prompt stayed open longer than a token lives (it only starts calls until it expires): get a fresh one.
+    setState('token');
+    try {
+      token = await fetchToken(config.tokenUrl, choice, current.controller.signal);
+    } catch (error) {
+      if (attempt === current) fail(tokenMessage(error), error.retryAfter);
+      return;
+    }
+    if (attempt !== current) return;
+    showAllowance(token.allowance);
+  }
 
   setState('connecting');
   meters.watch('mic', current.stream, ui.micLevel);
@@ -146,8 +169,8 @@ async function startCall() {
   try {
     await call.connect({
       stream: current.stream,
-      token: minted.value.token,
-      realtimeUrl: minted.value.realtimeUrl,
+      token: token.token,
+      realtimeUrl: token.realtimeUrl,
       signal: current.controller.signal,
     });
   } catch (error) {
@@ -159,6 +182,12 @@ async function startCall() {
   timings.clickToConnectedMs = timings.connectedAt - timings.clickAt;
   if (!transcript.isEmpty) transcript.note('New call');
   setState('connected', 'speak whenever you like');
+}
+
+// Measured on this clock from when the token arrived, so a wrong clock on this computer does not matter.
+function tokenLifetimeMs() {
+  const seconds = Number(options?.token_ttl_seconds);
+  return (Number.isFinite(seconds) && seconds > 0 ? seconds : DEFAULT_TOKEN_TTL_SECONDS) * 1000;
 }
 
 function requestMicrophone() {
