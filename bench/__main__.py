@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from bench import browser
 
-        part("browser", lambda: browser.measure(runs=max(runs, 7)))
+        part("browser", lambda: browser.measure(runs=max(3 * runs, 15)))
     w = results.get("warm", {})
     if "handler_p50_ms" in w:
         results["cost"] = cost.scenarios(memory_mb=256, warm_ms=w["handler_p50_ms"]["median"],

@@ -200,10 +200,10 @@ def _package(p: dict[str, Any]) -> list[str]:
     ]
     if not p["uses_powertools_layer"]:
         out += ["", "Under 2 MB needs Powertools, pydantic and the X-Ray SDK out of the package: the official "
-                "Powertools layer does that (the package is then httpx and our code, about 1.4 MB with bytecode). That layer "
-                "ships no bytecode and /opt is read-only, so every cold start would compile them: see the layer "
-                "row under Cold start. A faster cold start is worth more than a smaller upload, so the function "
-                "packages them, with bytecode."]
+                "Powertools layer does that (the package is then httpx and our code, about 1.4 MB with bytecode). "
+                "That layer ships no bytecode and /opt is read-only, so every cold start would compile them: see "
+                "the layer row under Cold start. A faster cold start is worth more than a smaller upload, so the "
+                "function packages them, with bytecode."]
     return out
 
 

@@ -25,7 +25,8 @@ from local.system import LocalSystem
 from tests.harness import EVIDENCE, record_response
 
 ROOT = Path(__file__).resolve().parents[2]
-FIGURES_PATH = ROOT / "test-artifacts" / "security-figures.json"
+# SECURITY_FIGURES redirects them, e.g. to keep one run's figures apart from another run on the same machine.
+FIGURES_PATH = Path(os.environ.get("SECURITY_FIGURES") or ROOT / "test-artifacts" / "security-figures.json")
 
 # A distinctive fake OpenAI key for this run: if it shows up anywhere but the secret, that is a leak.
 CANARY_KEY = f"sk-leakcanary-{secrets.token_hex(20)}"

@@ -9,17 +9,13 @@ Realtime stand-in, which answers a call by playing back what it heard and sends 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 from playwright.sync_api import Browser, Playwright, Request, sync_playwright
 
 from local.system import LocalSystem
@@ -29,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 SENTENCE = "Hello, can you hear me? This is a test of the voice page."
+CALL_FAILED = pytest.StashKey[bool]()
+
 
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -87,68 +85,40 @@ def browser_refusing_the_microphone(playwright: Playwright, speech_wav: Path,
     launched.close()
 
 
-def clear_moto(url: str | None = None) -> None:
-    """moto keeps every server's resources in this process's memory, so a second LocalSystem would find the first
-    one's stack (same names) and fail to create it: clear them between systems."""
-    if url is not None:
-        httpx.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
-        return
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        clear_moto(f"http://{host}:{port}")
-    finally:
-        server.stop()
+# Class scope: each group of tests gets the system it needs, and only one runs at a time (each has its own moto,
+# stand-in and function processes).
 
-
-@contextmanager
-def running_system(**options: Any) -> Iterator[LocalSystem]:
-    # LocalSystem points this process's AWS_* variables at its moto; give the rest of the suite its own back.
-    saved = dict(os.environ)
-    clear_moto()
-    try:
-        with LocalSystem(port=0, page_port=0, **options) as system:
-            yield system
-            clear_moto(system.moto_url)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-# One system at a time (class scope): they share moto's memory and would collide.
 
 @pytest.fixture(scope="class")
 def system() -> Iterator[LocalSystem]:
     """Tokens live 10 s (the least the template allows), so a slow microphone prompt can outlast one."""
-    with running_system(parameters={"AnonymousBurst": "20", "TokenTtlSeconds": "10"}) as running:
+    with LocalSystem(port=0, page_port=0, parameters={"AnonymousBurst": "20", "TokenTtlSeconds": "10"}) as running:
         yield running
 
 
 @pytest.fixture(scope="class")
 def limited_system() -> Iterator[LocalSystem]:
     """One token at a time, one more every 6 s: the second request in a row is answered 429."""
-    with running_system(parameters={"AnonymousBurst": "1", "AnonymousRatePerHour": "600"}) as running:
+    with LocalSystem(port=0, page_port=0,
+                     parameters={"AnonymousBurst": "1", "AnonymousRatePerHour": "600"}) as running:
         yield running
 
 
 @pytest.fixture(scope="class")
 def short_system() -> Iterator[LocalSystem]:
     """OpenAI ends every session after 3 s, as it does after 60 minutes."""
-    with running_system(parameters={"AnonymousBurst": "20"}, standin_max_session_seconds=3) as running:
+    with LocalSystem(port=0, page_port=0, parameters={"AnonymousBurst": "20"},
+                     standin_max_session_seconds=3) as running:
         yield running
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[None]:
+    # Kept on the test item so open_page's teardown knows whether to save what the page showed.
     report = yield
     if report.when == "call":
         item.stash[CALL_FAILED] = report.failed
     return report
-
-
-CALL_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
