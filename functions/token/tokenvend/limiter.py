@@ -30,7 +30,9 @@ from tokenvend.errors import ApiError, Code
 from tokenvend.gcra import Bucket, Decision, decide
 from tokenvend.settings import LimitSettings
 
-MAX_ATTEMPTS = 12
+# Each failed compare-and-set means another request for this caller won; a loser needs at most one attempt per
+# competitor, so the bound is the concurrency we expect for one caller (reserved concurrency 20) plus margin.
+MAX_ATTEMPTS = 32
 KEY_CACHE_SECONDS = 60  # a key's own limits may lag this long; revocation does not (checked in every write)
 HINT_CACHE_SIZE = 10_000
 BUCKET_TTL_MARGIN_SECONDS = 3600
