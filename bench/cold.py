@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import AWS_ENV, PYTHON, Spread, template_function_env
+from bench.common import AWS_ENV, PYTHON, Spread
+from local.template_stack import template_function_env
 
 RATIO_GOAL = 1.3
 FLOOR = "import boto3, httpx"

@@ -43,27 +43,12 @@ class Spread:
         return asdict(self)
 
 
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
-
-
-def template_function_env() -> dict[str, str]:
-    """TokenFunction's environment with the template's defaults; ARNs and names are placeholders."""
-    from local.template_stack import load_template
-
-    template = load_template()
-    defaults = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
-    env: dict[str, str] = {}
-    for name, value in template["Resources"]["TokenFunction"]["Properties"]["Environment"]["Variables"].items():
-        if isinstance(value, dict) and "Ref" in value and value["Ref"] in defaults:
-            env[name] = defaults[value["Ref"]]
-        elif isinstance(value, str):
-            env[name] = value
-        else:
-            env[name] = "https://example.test" if name == "ALLOWED_ORIGINS" else f"placeholder-{name.lower()}"
-    return env
 
 
 def machine() -> dict[str, str]:

@@ -213,3 +213,18 @@ def _create_secret(client: Any, name: str, props: dict[str, Any]) -> str:
             alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
         value = "".join(secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32))))
     return client.create_secret(Name=name, Description=props.get("Description", ""), SecretString=value)["ARN"]
+
+
+def template_function_env() -> dict[str, str]:
+    """TokenFunction's environment with the template's defaults; ARNs and names are placeholders."""
+    template = load_template()
+    defaults = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
+    env: dict[str, str] = {}
+    for name, value in template["Resources"]["TokenFunction"]["Properties"]["Environment"]["Variables"].items():
+        if isinstance(value, dict) and "Ref" in value and value["Ref"] in defaults:
+            env[name] = defaults[value["Ref"]]
+        elif isinstance(value, str):
+            env[name] = value
+        else:
+            env[name] = "https://example.test" if name == "ALLOWED_ORIGINS" else f"placeholder-{name.lower()}"
+    return env

@@ -21,6 +21,8 @@ import pytest
 import s3transfer
 import urllib3
 
+from local.template_stack import template_function_env
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SAM = str(VENV_BIN / "sam")
@@ -90,7 +92,7 @@ def test_built_handler_imports_with_only_its_package_and_the_runtime(x86_build: 
     env = {
         "PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "POWERTOOLS_TRACE_DISABLED": "true",
-        **_template_environment(),
+        **template_function_env(),
     }
     probe = (
         f"import sys; sys.path[:0] = [{str(function)!r}, {str(runtime)!r}]\n"
@@ -108,24 +110,6 @@ def test_built_handler_imports_with_only_its_package_and_the_runtime(x86_build: 
                             env=traced, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "tracing True" in result.stdout
-
-
-def _template_environment() -> dict[str, str]:
-    """The function's variables with the template's defaults; ARNs and names are placeholders."""
-    from local.template_stack import load_template
-
-    template = load_template()
-    defaults = {name: str(p.get("Default", "")) for name, p in template["Parameters"].items()}
-    env: dict[str, str] = {}
-    for name, value in template["Resources"]["TokenFunction"]["Properties"]["Environment"]["Variables"].items():
-        if isinstance(value, dict) and "Ref" in value and value["Ref"] in defaults:
-            env[name] = defaults[value["Ref"]]
-        elif isinstance(value, str):
-            env[name] = value
-        else:
-            env[name] = "https://example.test" if name == "ALLOWED_ORIGINS" else f"placeholder-{name.lower()}"
-    return env
-
 
 
 def test_readme_documents_every_parameter() -> None:
