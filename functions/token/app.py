@@ -46,7 +46,7 @@ secret_store = SecretStore(SecretIds(settings.openai_secret_id, settings.hash_sa
 _dynamodb = _aws.client("dynamodb", config=Config(connect_timeout=2, read_timeout=3,
                                                    retries={"mode": "standard", "max_attempts": 2}))
 limiter = Limiter(_dynamodb, settings.table_name, settings.limits)
-openai = OpenAIClient(settings.openai_base_url, settings.openai_timeout_seconds)
+openai = OpenAIClient(settings.client_secrets_url, settings.openai_timeout_seconds)
 vendor = TokenVendor(settings, secret_store, limiter, openai)
 TokenRequest = token_request_model(settings)
 
@@ -236,17 +236,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     _outcome.clear()
     refused = guard(event)
     if refused is not None:
-        _outcome["decision"] = str(refused.code)
         count("Denied", reason=str(refused.code))
-        result = {"statusCode": refused.status, "headers": {"Content-Type": content_types.APPLICATION_JSON, **NO_STORE},
-                  "body": refused.body(), "isBase64Encoded": False}
     else:
         event = _normalise_body(event)
         if _array_body(event):
-            _outcome["decision"] = str(Code.INVALID_REQUEST)
-            result = _array_refusal()
-        else:
-            result = app.resolve(event, context)
+            refused = invalid_request("The body must be a JSON object.")
+    if refused is not None:
+        _outcome["decision"] = str(refused.code)
+        result = {"statusCode": refused.status, "headers": {"Content-Type": content_types.APPLICATION_JSON, **NO_STORE},
+                  "body": refused.body(), "isBase64Encoded": False}
+    else:
+        result = app.resolve(event, context)
     caller = _outcome.get("caller")
     logger.info("request", extra={
         "method": event.get("requestContext", {}).get("http", {}).get("method"),
@@ -268,12 +268,6 @@ def _array_body(event: dict[str, Any]) -> bool:
     content_type = {k.lower(): v for k, v in (event.get("headers") or {}).items()}.get("content-type", "json")
     return (method == "POST" and event.get("rawPath") == "/token" and "json" in content_type.lower()
             and isinstance(body, str) and body.lstrip(" \t\r\n").startswith("["))
-
-
-def _array_refusal() -> dict[str, Any]:
-    error = invalid_request("The body must be a JSON object.")
-    return {"statusCode": error.status, "headers": {"Content-Type": content_types.APPLICATION_JSON, **NO_STORE},
-            "body": error.body(), "isBase64Encoded": False}
 
 
 def _normalise_body(event: dict[str, Any]) -> dict[str, Any]:

@@ -45,8 +45,8 @@ class ClientSecret:
 
 
 class OpenAIClient:
-    def __init__(self, base_url: str, timeout_seconds: float = 10.0, http: httpx.Client | None = None) -> None:
-        self._url = f"{base_url.rstrip('/')}/realtime/client_secrets"
+    def __init__(self, url: str, timeout_seconds: float = 10.0, http: httpx.Client | None = None) -> None:
+        self._url = url  # the client_secrets endpoint, derived once in Settings
         timeout = httpx.Timeout(timeout_seconds, connect=min(3.0, timeout_seconds))
         self._http = http or httpx.Client(timeout=timeout, follow_redirects=False)
         self.last_latency_ms = 0.0
