@@ -99,8 +99,7 @@ class ClientSecrets:
         if not authorized:
             presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
             # OpenAI quotes a masked fragment of the key it refused; so do we, so leak tests have something to find.
-            masked = f"{presented[:6]}***{presented[-4:]}" if len(presented) > 10 else "***"
-            return openai_error(401, f"Incorrect API key provided: {masked}.", "invalid_api_key")
+            return openai_error(401, f"Incorrect API key provided: {mask_key(presented)}.", "invalid_api_key")
         if request.content_type != "application/json":
             return openai_error(400, "Content-Type must be application/json.", "invalid_content_type")
         try:
@@ -128,6 +127,11 @@ class ClientSecrets:
             return openai_error(fault.status, f"Injected fault {fault.status}.", "injected", headers=fault.headers)
         text = fault.body if isinstance(fault.body, str) else json.dumps(fault.body)
         return web.Response(status=fault.status, text=text, content_type="application/json", headers=fault.headers)
+
+
+def mask_key(key: str) -> str:
+    """The fragment of a refused key that OpenAI's 401 message quotes."""
+    return f"{key[:6]}***{key[-4:]}" if len(key) > 10 else "***"
 
 
 def openai_error(status: int, message: str, code: str | None, param: str | None = None,

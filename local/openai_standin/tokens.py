@@ -46,6 +46,11 @@ class TokenRegistry:
             if token is not None:
                 self._tokens[value] = IssuedToken(token.value, int(self.clock()) - 1, token.session)
 
+    def values(self) -> set[str]:
+        """Every token minted so far, expired or not."""
+        with self._lock:
+            return set(self._tokens)
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._tokens)

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bench.common import percentile as nearest_rank
+from local.openai_standin.client_secrets import mask_key
 from local.openai_standin.server import StandIn
 from local.system import LocalSystem
 from tests.harness import EVIDENCE, record_response
@@ -39,7 +41,7 @@ _figures_lock = threading.Lock()
 
 def masked_fragment(key: str) -> str:
     """What OpenAI's 401 message (and the stand-in's) quotes of a refused key."""
-    return f"{key[:6]}***{key[-4:]}"
+    return mask_key(key)
 
 
 def record_figures(section: str, **values: Any) -> None:
@@ -57,7 +59,7 @@ def record_figures(section: str, **values: Any) -> None:
 
 def minted_tokens(standin: StandIn) -> set[str]:
     """Every token the stand-in minted, delivered to a caller or not."""
-    return set(standin.registry._tokens)  # the stand-in is ours: its private registry is fair game
+    return standin.registry.values()
 
 
 class Caller:
@@ -133,11 +135,8 @@ def function_log_records(system: LocalSystem) -> list[dict[str, Any]]:
 
 
 def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return round(ordered[index], 1)
+    """The benchmarks' percentile, rounded for the figures table (0 when nothing was measured)."""
+    return round(nearest_rank(values, q), 1) if values else 0.0
 
 
 def table_state(dynamodb: Any, table_name: str) -> dict[str, dict[str, int]]:
