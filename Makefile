@@ -9,7 +9,7 @@ export __SAM_CLI_APP_DIR := $(CURDIR)/.aws-sam/app-dir
 PYTHON313 ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13; do \
 	  $$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 
-.PHONY: run test venv system-deps lint build validate unit bench clean
+.PHONY: run test test-unit venv system-deps lint build validate bench bench-smoke clean
 
 $(VENV)/.installed: requirements-dev.txt requirements-checkov.txt functions/token/requirements.txt functions/site_deployer/requirements.txt clients/python/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 is needed (the Lambda runtime). Install it (pyenv install 3.13) and retry."; exit 1; }
@@ -44,12 +44,21 @@ lint: venv
 build: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/sam build --template template.yaml --build-dir .aws-sam/build
 
+# Three tiers: unit (no processes, no network), integration (moto, the OpenAI stand-in, the local system) and
+# browser (the page in Chromium). `make test` runs them all; `make test-unit` only the first.
 test: venv system-deps
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit tests/integration tests/browser $(PYTEST_ARGS)
 
+test-unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# Benchmarks measure and write docs/benchmarks.md; the smoke run only proves that every part of them still works.
 bench: venv system-deps
 	$(PY) -m bench
+
+bench-smoke: venv
+	$(PY) -m pytest tests/bench $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache test-artifacts

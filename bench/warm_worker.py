@@ -153,7 +153,9 @@ def main(config_path: str, result_path: str) -> None:
         "dynamodb", region_name=config["region"], endpoint_url=config["aws_endpoint"],
         config=Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 2}))
     floor_http = httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), follow_redirects=False)
-    policy = app.vendor.policy
+    from tokenvend.policy import SessionPolicy
+
+    policy = SessionPolicy(app.settings)
     openai_body = policy.client_secret_request(policy.choose("cedar", None))
     openai_url = f"{config['openai_base_url'].rstrip('/')}/realtime/client_secrets"
     openai_headers = {"Authorization": f"Bearer {config['openai_key']}", "OpenAI-Safety-Identifier": "f" * 64}

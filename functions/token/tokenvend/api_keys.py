@@ -2,18 +2,26 @@
 
 A key is `rtv_` + 43 random URL-safe characters (256 bits), shown once at creation. The table stores only its
 SHA-256, so a leaked table yields no usable key. Keys are revoked, not deleted, so their history stays readable.
-The admin command (`python -m tokenvend.admin`) and the limiter both go through this module.
+The admin command (`python -m tokenvend.admin`) writes through `ApiKeyStore`; the function reads through
+`ApiKeyLookup`, which caches what it read for a minute.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from tokenvend import table
 from tokenvend.caller import API_KEY_PREFIX, hash_api_key
+from tokenvend.errors import invalid_api_key, limiter_unavailable
+
+# A key's own limits may lag this long; revocation does not (the limiter's write checks it every time).
+KEY_CACHE_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -109,3 +117,37 @@ class ApiKeyStore:
             ExpressionAttributeValues={":true": {"BOOL": True}},
         )
         return ApiKeyRecord(**{**record.__dict__, "revoked": True})
+
+
+class ApiKeyLookup:
+    """The record behind an API-key caller, for its limits. Unknown or revoked: 401; DynamoDB failing: 503."""
+
+    def __init__(self, store: ApiKeyStore, clock: Callable[[], float] = time.time,
+                 cache_seconds: float = KEY_CACHE_SECONDS) -> None:
+        self._store = store
+        self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, ApiKeyRecord]] = {}
+
+    def get(self, key_hash: str) -> ApiKeyRecord:
+        cached = self.cached(key_hash)
+        if cached is not None:
+            return cached
+        try:
+            record = self._store.get(key_hash)
+        except (ClientError, BotoCoreError) as exc:
+            raise limiter_unavailable(exc) from None
+        if record is None or record.revoked:
+            raise invalid_api_key()
+        self._cache[key_hash] = (self._clock(), record)
+        return record
+
+    def cached(self, key_hash: str) -> ApiKeyRecord | None:
+        """What we know without asking DynamoDB (for answers that did not touch the limiter)."""
+        entry = self._cache.get(key_hash)
+        if entry and self._clock() - entry[0] < self._cache_seconds:
+            return entry[1]
+        return None
+
+    def forget(self, key_hash: str) -> None:
+        self._cache.pop(key_hash, None)

@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tokenvend.errors import ApiError, Code
+from tokenvend.errors import ApiError, Code, invalid_api_key
 
 API_KEY_PREFIX = "rtv_"
 IPV6_PREFIX_LENGTH = 64
@@ -49,8 +49,7 @@ def identify(authorization: str | None, source_ip: str, salt: bytes, *, allow_an
         scheme, _, key = authorization.strip().partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key.startswith(API_KEY_PREFIX) or len(key) > 200:
-            raise ApiError(401, Code.INVALID_API_KEY, "The API key is missing, malformed or not valid.",
-                           {"WWW-Authenticate": "Bearer"})
+            raise invalid_api_key()
         key_hash = hash_api_key(key)
         return Caller(CallerKind.API_KEY, _salted(salt, f"key:{key_hash}"), key_hash)
     if not allow_anonymous:

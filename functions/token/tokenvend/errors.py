@@ -23,6 +23,7 @@ class Code(StrEnum):
     ISSUING_PAUSED = "issuing_paused"
     LIMITER_UNAVAILABLE = "limiter_unavailable"
     NOT_CONFIGURED = "not_configured"
+    SECRETS_UNAVAILABLE = "secrets_unavailable"
     UPSTREAM_AUTH = "upstream_auth"
     UPSTREAM_BUSY = "upstream_busy"
     UPSTREAM_ERROR = "upstream_error"
@@ -48,3 +49,15 @@ def error_body(code: Code, message: str) -> str:
 
 def invalid_request(message: str) -> ApiError:
     return ApiError(400, Code.INVALID_REQUEST, message)
+
+
+def invalid_api_key() -> ApiError:
+    return ApiError(401, Code.INVALID_API_KEY, "The API key is missing, malformed or not valid.",
+                    {"WWW-Authenticate": "Bearer"})
+
+
+def limiter_unavailable(cause: BaseException | None = None) -> ApiError:
+    error = ApiError(503, Code.LIMITER_UNAVAILABLE, "The rate limiter is unavailable; try again shortly.",
+                     {"Retry-After": "2"})
+    error.__cause__ = cause  # kept for the log line, never shown to the caller
+    return error

@@ -24,16 +24,15 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tokenvend import table
-from tokenvend.api_keys import ApiKeyRecord, ApiKeyStore
+from tokenvend.api_keys import ApiKeyLookup, ApiKeyRecord
 from tokenvend.caller import Caller, CallerKind
-from tokenvend.errors import ApiError, Code
+from tokenvend.errors import ApiError, Code, invalid_api_key, limiter_unavailable
 from tokenvend.gcra import Bucket, Decision, decide
 from tokenvend.settings import LimitSettings
 
 # Each failed compare-and-set means another request for this caller won; a loser needs at most one attempt per
 # competitor, so the bound is the concurrency we expect for one caller (reserved concurrency 20) plus margin.
 MAX_ATTEMPTS = 32
-KEY_CACHE_SECONDS = 60  # a key's own limits may lag this long; revocation does not (checked in every write)
 HINT_CACHE_SIZE = 10_000
 BUCKET_TTL_MARGIN_SECONDS = 3600
 
@@ -62,14 +61,13 @@ class Allowance:
 
 
 class Limiter:
-    def __init__(self, client: Any, table_name: str, limits: LimitSettings,
+    def __init__(self, client: Any, table_name: str, limits: LimitSettings, keys: ApiKeyLookup,
                  clock: Callable[[], float] = time.time) -> None:
         self._client = client
         self._table = table_name
         self._limits = limits
         self._clock = clock
-        self._keys = ApiKeyStore(client, table_name)
-        self._key_cache: dict[str, tuple[float, ApiKeyRecord]] = {}
+        self._keys = keys
         # Our last known `tat` per caller: the compare-and-set guess. Wrong guesses cost a retry, never correctness.
         self._tat_hint: dict[str, int] = {}
 
@@ -102,11 +100,11 @@ class Limiter:
                 )
             except ClientError as exc:
                 if _error_code(exc) != "TransactionCanceledException":
-                    raise _unavailable(exc) from None
+                    raise limiter_unavailable(exc) from None
                 self._on_cancel(exc, pk, is_key, caller, attempt, now)
                 continue
             except BotoCoreError as exc:
-                raise _unavailable(exc) from None
+                raise limiter_unavailable(exc) from None
             self._remember(pk, decision.new_tat)
             return Grant(pk, bucket, _day(now), decision)
         raise ApiError(429, Code.RATE_LIMITED, "Too many simultaneous requests; retry shortly.", {"Retry-After": "1"})
@@ -222,25 +220,24 @@ class Limiter:
         if caller_code == "ConditionalCheckFailed":
             item = reasons[0].get("Item") or {}
             if is_key and (not item or item.get(table.KEY_REVOKED, {}).get("BOOL", False)):
-                self._key_cache.pop(caller.key_hash or "", None)
-                raise _invalid_key()
+                self._keys.forget(caller.key_hash or "")
+                raise invalid_api_key()
             self._remember(pk, int(item[table.TAT]["N"]) if table.TAT in item else None)
             return
         if any(code in ("TransactionConflict", "None") for code in codes):
             # Another transaction touched one of our items at the same moment: back off briefly and retry.
             time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))  # noqa: S311 - jitter, not security
             return
-        raise ApiError(503, Code.LIMITER_UNAVAILABLE, "The rate limiter is unavailable; try again shortly.",
-                       {"Retry-After": "2"})
+        raise limiter_unavailable()
 
     def _read_tat(self, pk: str, is_key: bool) -> int | None:
         try:
             item = self._client.get_item(TableName=self._table, Key={table.PK: {"S": pk}},
                                          ConsistentRead=True).get("Item")
         except (ClientError, BotoCoreError) as exc:
-            raise _unavailable(exc) from None
+            raise limiter_unavailable(exc) from None
         if is_key and (not item or item.get(table.KEY_REVOKED, {}).get("BOOL", False)):
-            raise _invalid_key()
+            raise invalid_api_key()
         return int(item[table.TAT]["N"]) if item and table.TAT in item else None
 
     # --- who pays -----------------------------------------------------------------------------------------
@@ -250,25 +247,10 @@ class Limiter:
         if caller.kind is CallerKind.ANONYMOUS:
             return self.anonymous_bucket, table.bucket_pk(caller.hash), False
         key_hash = caller.key_hash or ""
-        record = self._key_record(key_hash, cached_only=cached_only)
+        record: ApiKeyRecord | None = self._keys.cached(key_hash) if cached_only else self._keys.get(key_hash)
         burst = record.burst if record and record.burst else limits.api_key_burst
         rate = record.rate_per_hour if record and record.rate_per_hour else limits.api_key_rate_per_hour
         return Bucket.per_hour(burst, rate), table.key_pk(key_hash), True
-
-    def _key_record(self, key_hash: str, *, cached_only: bool) -> ApiKeyRecord | None:
-        cached = self._key_cache.get(key_hash)
-        if cached and self._clock() - cached[0] < KEY_CACHE_SECONDS:
-            return cached[1]
-        if cached_only:
-            return None
-        try:
-            record = self._keys.get(key_hash)
-        except (ClientError, BotoCoreError) as exc:
-            raise _unavailable(exc) from None
-        if record is None or record.revoked:
-            raise _invalid_key()
-        self._key_cache[key_hash] = (self._clock(), record)
-        return record
 
     def _remember(self, pk: str, tat: int | None) -> None:
         if len(self._tat_hint) >= HINT_CACHE_SIZE:
@@ -304,15 +286,3 @@ def _rate_limited(bucket: Bucket, decision: Decision) -> ApiError:
                **Allowance(bucket.burst, 0, decision.reset_seconds).headers()}
     return ApiError(429, Code.RATE_LIMITED,
                     f"Too many tokens requested; retry in {decision.retry_after_seconds} s.", headers)
-
-
-def _invalid_key() -> ApiError:
-    return ApiError(401, Code.INVALID_API_KEY, "The API key is missing, malformed or not valid.",
-                    {"WWW-Authenticate": "Bearer"})
-
-
-def _unavailable(exc: BaseException) -> ApiError:
-    error = ApiError(503, Code.LIMITER_UNAVAILABLE, "The rate limiter is unavailable; try again shortly.",
-                     {"Retry-After": "2"})
-    error.__cause__ = exc  # kept for the log line, never shown to the caller
-    return error

@@ -10,6 +10,7 @@ Nothing logged or measured carries the OpenAI key or a token; callers appear onl
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +21,11 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 # Requests that count nothing (health checks, options) are normal here, not a mistake worth a warning per call.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
+# The template sets POWERTOOLS_METRICS_NAMESPACE; the default keeps metrics valid wherever the code runs.
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "RealtimeTokenVend"
+
 logger = Logger()
-metrics = Metrics()
+metrics = Metrics(namespace=NAMESPACE)
 TRACED_MODULES = ("botocore", "httpx")
 
 

@@ -1,10 +1,10 @@
-"""The one call we make to OpenAI: `POST /realtime/client_secrets`, through one httpx client reused across
-invocations (a warm function keeps its TLS connection).
+"""Our HTTP calls to OpenAI, through one httpx client reused across invocations (a warm function keeps its TLS
+connection).
 
 Retry policy: one quick retry on a connection error or a 5xx, none on a 4xx (the same request would fail the same
 way) and none on a read timeout (a second wait would blow the caller's time budget). Failures come out as
 `UpstreamFailure` with a kind the caller maps to an HTTP answer; OpenAI's own error body never leaves this module
-except as a short, key-free summary for the log.
+except as a short, key-free summary for the log. Every answer, good or bad, carries how long OpenAI took.
 """
 
 from __future__ import annotations
@@ -23,19 +23,22 @@ MAX_RETRY_AFTER_SECONDS = 60
 class FailureKind(StrEnum):
     AUTH = "auth"  # 401/403: the key is wrong, revoked or lacks access
     BUSY = "busy"  # 429: OpenAI rate limit or quota
-    REJECTED = "rejected"  # another 4xx: OpenAI refused our session configuration
+    REJECTED = "rejected"  # another 4xx: OpenAI refused what we sent
+    NOT_FOUND = "not_found"  # 404: the thing we named (a call) does not exist, or no longer
     ERROR = "error"  # 5xx or an answer we cannot use
     TIMEOUT = "timeout"
     UNREACHABLE = "unreachable"
 
 
 class UpstreamFailure(Exception):
-    def __init__(self, kind: FailureKind, status: int | None, detail: str, retry_after: int | None = None) -> None:
+    def __init__(self, kind: FailureKind, status: int | None, detail: str, retry_after: int | None = None,
+                 latency_ms: float = 0.0) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.status = status
         self.detail = detail  # safe for logs: status, OpenAI's error code/param/type, never a key or token
         self.retry_after = retry_after
+        self.latency_ms = latency_ms
 
 
 @dataclass(frozen=True)
@@ -44,58 +47,86 @@ class ClientSecret:
     expires_at: int
 
 
+@dataclass(frozen=True)
+class Timed[T]:
+    """A result and how long OpenAI took to give it (all attempts)."""
+
+    value: T
+    latency_ms: float
+
+
 class OpenAIClient:
-    def __init__(self, url: str, timeout_seconds: float = 10.0, http: httpx.Client | None = None) -> None:
-        self._url = url  # the client_secrets endpoint, derived once in Settings
+    def __init__(self, base_url: str, timeout_seconds: float = 10.0, http: httpx.Client | None = None) -> None:
+        self._base_url = base_url.rstrip("/")
         timeout = httpx.Timeout(timeout_seconds, connect=min(3.0, timeout_seconds))
         self._http = http or httpx.Client(timeout=timeout, follow_redirects=False)
-        self.last_latency_ms = 0.0
 
-    def create_client_secret(self, api_key: str, body: dict[str, Any], safety_identifier: str) -> ClientSecret:
-        headers = {"Authorization": f"Bearer {api_key}", "OpenAI-Safety-Identifier": safety_identifier}
+    def create_client_secret(self, api_key: str, body: dict[str, Any], safety_identifier: str) -> Timed[ClientSecret]:
+        """`POST /realtime/client_secrets`: an ephemeral `ek_` token bound to the session in `body`."""
+        response = self._post("/realtime/client_secrets", api_key, safety_identifier, json=body)
+        return Timed(_client_secret(response.value), response.latency_ms)
+
+    def _post(self, path: str, api_key: str, safety_identifier: str | None = None,
+              **request: Any) -> Timed[httpx.Response]:
+        """A 2xx answer, or UpstreamFailure. One retry on a connection error, a connect timeout or a 5xx."""
+        headers = {"Authorization": f"Bearer {api_key}", **request.pop("headers", {})}
+        if safety_identifier:
+            headers["OpenAI-Safety-Identifier"] = safety_identifier
+        started = time.perf_counter()
+
+        def elapsed() -> float:
+            return (time.perf_counter() - started) * 1000
+
         for attempt in (1, 2):
-            started = time.perf_counter()
             try:
-                response = self._http.post(self._url, json=body, headers=headers)
+                response = self._http.post(f"{self._base_url}{path}", headers=headers, **request)
             except httpx.TimeoutException as exc:
                 if isinstance(exc, httpx.ConnectTimeout) and attempt == 1:
                     time.sleep(RETRY_PAUSE_SECONDS)
                     continue
-                raise UpstreamFailure(FailureKind.TIMEOUT, None, type(exc).__name__) from None
+                raise UpstreamFailure(FailureKind.TIMEOUT, None, type(exc).__name__, latency_ms=elapsed()) from None
             except httpx.TransportError as exc:
                 if attempt == 1:
                     time.sleep(RETRY_PAUSE_SECONDS)
                     continue
-                raise UpstreamFailure(FailureKind.UNREACHABLE, None, type(exc).__name__) from None
-            finally:
-                self.last_latency_ms = (time.perf_counter() - started) * 1000
+                raise UpstreamFailure(FailureKind.UNREACHABLE, None, type(exc).__name__,
+                                      latency_ms=elapsed()) from None
             if response.status_code >= 500 and attempt == 1:
                 time.sleep(RETRY_PAUSE_SECONDS)
                 continue
-            return _parse(response)
+            if response.is_success:
+                return Timed(response, elapsed())
+            raise _failure(response, elapsed())
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _parse(response: httpx.Response) -> ClientSecret:
+def _client_secret(response: httpx.Response) -> ClientSecret:
     status = response.status_code
-    if status == 200:
-        try:
-            data = response.json()
-            value, expires_at = data["value"], data["expires_at"]
-        except (ValueError, KeyError, TypeError):
-            raise UpstreamFailure(FailureKind.ERROR, status, "200 without a usable value/expires_at") from None
-        if not isinstance(value, str) or not value or not isinstance(expires_at, int) or isinstance(expires_at, bool):
-            raise UpstreamFailure(FailureKind.ERROR, status, "200 with a malformed value/expires_at")
-        return ClientSecret(value=value, expires_at=expires_at)
+    if status != 200:
+        raise UpstreamFailure(FailureKind.ERROR, status, f"{status} where 200 was expected")
+    try:
+        data = response.json()
+        value, expires_at = data["value"], data["expires_at"]
+    except (ValueError, KeyError, TypeError):
+        raise UpstreamFailure(FailureKind.ERROR, status, "200 without a usable value/expires_at") from None
+    if not isinstance(value, str) or not value or not isinstance(expires_at, int) or isinstance(expires_at, bool):
+        raise UpstreamFailure(FailureKind.ERROR, status, "200 with a malformed value/expires_at")
+    return ClientSecret(value=value, expires_at=expires_at)
+
+
+def _failure(response: httpx.Response, latency_ms: float) -> UpstreamFailure:
+    status = response.status_code
     if status in (401, 403):
         # OpenAI's 401 message quotes part of the key: keep only the status.
-        raise UpstreamFailure(FailureKind.AUTH, status, f"{status}")
+        return UpstreamFailure(FailureKind.AUTH, status, f"{status}", latency_ms=latency_ms)
     detail = f"{status} {_error_summary(response)}"
     if status == 429:
-        raise UpstreamFailure(FailureKind.BUSY, status, detail, _retry_after(response))
+        return UpstreamFailure(FailureKind.BUSY, status, detail, _retry_after(response), latency_ms)
+    if status == 404:
+        return UpstreamFailure(FailureKind.NOT_FOUND, status, detail, latency_ms=latency_ms)
     if 400 <= status < 500:
-        raise UpstreamFailure(FailureKind.REJECTED, status, detail)
-    raise UpstreamFailure(FailureKind.ERROR, status, detail)
+        return UpstreamFailure(FailureKind.REJECTED, status, detail, latency_ms=latency_ms)
+    return UpstreamFailure(FailureKind.ERROR, status, detail, latency_ms=latency_ms)
 
 
 def _error_summary(response: httpx.Response) -> str:

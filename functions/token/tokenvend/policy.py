@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tokenvend.errors import invalid_request
 from tokenvend.settings import Settings
 
 
@@ -19,24 +20,19 @@ class SessionChoice:
     preset: str
 
 
-class PolicyViolation(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
 class SessionPolicy:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
     def choose(self, voice: str | None, preset: str | None) -> SessionChoice:
+        """The one place a caller's voice and preset are checked: 400 naming the field for anything else."""
         s = self._settings
         voice = s.default_voice if voice is None else voice
         preset = s.default_preset if preset is None else preset
         if voice not in s.voices:
-            raise PolicyViolation("voice", f"voice must be one of: {', '.join(s.voices)}")
+            raise invalid_request(f"voice: must be one of {', '.join(s.voices)}")
         if preset not in s.presets:
-            raise PolicyViolation("preset", f"preset must be one of: {', '.join(s.presets)}")
+            raise invalid_request(f"preset: must be one of {', '.join(s.presets)}")
         return SessionChoice(voice=voice, preset=preset)
 
     def client_secret_request(self, choice: SessionChoice) -> dict[str, Any]:
@@ -60,17 +56,3 @@ class SessionPolicy:
 
     def public_session(self, choice: SessionChoice) -> dict[str, str]:
         return {"model": self._settings.model, "voice": choice.voice, "preset": choice.preset}
-
-    def public_options(self) -> dict[str, Any]:
-        """What a client may choose from. Preset names only: the instructions text stays server-side."""
-        s = self._settings
-        return {
-            "model": s.model,
-            "voices": list(s.voices),
-            "default_voice": s.default_voice,
-            "presets": list(s.presets),
-            "default_preset": s.default_preset,
-            "token_ttl_seconds": s.token_ttl_seconds,
-            "transcription": s.transcription_model is not None,
-            "realtime_url": s.realtime_url,
-        }

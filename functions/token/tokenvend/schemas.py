@@ -1,7 +1,8 @@
 """The HTTP API's request and response models. They drive validation and the generated OpenAPI description.
 
-The token request's `voice` and `preset` are enums of the owner's lists, so the description tells a client exactly
-what it may send, and an out-of-policy value fails validation with a message naming the field.
+Request models check shape and types only. The token request's `voice` and `preset` are documented as enums of the
+owner's lists, so the description tells a client exactly what it may send; whether a value is in the policy is
+checked in one place, `SessionPolicy.choose`.
 
 The response models only describe answers (for /openapi.json), so their schemas are built on first use, not at
 import: a cold start does not pay for them.
@@ -66,11 +67,11 @@ class Health(_Described):
 
 
 def token_request_model(settings: Settings) -> type[BaseModel]:
-    voice = Literal[settings.voices]  # type: ignore[valid-type]
-    preset = Literal[tuple(settings.presets)]  # type: ignore[valid-type]
     return create_model(
         "TokenRequest",
         __config__=ConfigDict(extra="forbid", strict=True),
-        voice=(voice | None, Field(default=None, description=f"Default: {settings.default_voice}")),
-        preset=(preset | None, Field(default=None, description=f"Default: {settings.default_preset}")),
+        voice=(str | None, Field(default=None, description=f"Default: {settings.default_voice}",
+                                 json_schema_extra={"enum": list(settings.voices)})),
+        preset=(str | None, Field(default=None, description=f"Default: {settings.default_preset}",
+                                  json_schema_extra={"enum": list(settings.presets)})),
     )

@@ -17,6 +17,7 @@ from tokenvend.errors import ApiError, Code
 
 _NOT_CONFIGURED = "The service is not configured yet: the OpenAI key has not been stored. See the README."
 # Secrets Manager error codes that mean "the owner has not set this up", as opposed to a passing failure.
+RETRY_AFTER_SECONDS = 2
 _CONFIG_ERRORS = ("ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure", "InvalidRequestException")
 
 
@@ -52,8 +53,9 @@ class SecretStore:
             code = _aws_error_code(exc)
             if code in _CONFIG_ERRORS:
                 raise ApiError(500, Code.NOT_CONFIGURED, _NOT_CONFIGURED) from None
-            raise ApiError(503, Code.NOT_CONFIGURED, "The key store is unavailable; try again shortly.",
-                           {"Retry-After": "2"}) from None
+            # Throttled, unreachable, or failing on AWS's side: passing, so say when to come back.
+            raise ApiError(503, Code.SECRETS_UNAVAILABLE, "The key store is unavailable; try again shortly.",
+                           {"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         return value or ""

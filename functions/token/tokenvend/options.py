@@ -1,0 +1,29 @@
+"""`GET /options`: what a client may choose and how much it may ask for. Preset names only: instructions text
+stays server-side, and nothing here says how much of today's budget is left."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tokenvend.settings import Settings
+
+
+class PublicOptions:
+    def __init__(self, settings: Settings) -> None:
+        s, limits = settings, settings.limits
+        self._document = {
+            "model": s.model,
+            "voices": list(s.voices),
+            "default_voice": s.default_voice,
+            "presets": list(s.presets),
+            "default_preset": s.default_preset,
+            "token_ttl_seconds": s.token_ttl_seconds,
+            "transcription": s.transcription_model is not None,
+            "realtime_url": s.realtime_url,
+            "anonymous": {"enabled": limits.allow_anonymous, "burst": limits.anonymous_burst,
+                          "rate_per_hour": limits.anonymous_rate_per_hour,
+                          "global_daily_limit": limits.global_daily_limit},
+        }
+
+    def document(self) -> dict[str, Any]:
+        return self._document

@@ -1,0 +1,57 @@
+"""What is refused before routing, in one pass with one answer: a browser Origin outside the list, a body over
+the size cap, and a JSON array body. A base64 body is decoded here so the rest only sees text.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from tokenvend.errors import ApiError, Code, invalid_request
+
+MAX_BODY_BYTES = 4096
+
+
+def screen(event: dict[str, Any], allowed_origins: tuple[str, ...],
+           json_routes: frozenset[str]) -> tuple[dict[str, Any], ApiError | None]:
+    """The event to route (body as text), or the refusal to answer with instead. `json_routes` are the
+    `POST /path` route keys that take a JSON object body."""
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    origin = headers.get("origin")
+    if origin is not None and origin.rstrip("/") not in allowed_origins:
+        # Not authentication (any non-browser client can send any Origin), but it stops other sites' pages.
+        return event, ApiError(403, Code.ORIGIN_NOT_ALLOWED, "This origin may not use this API.")
+    if _body_size(event) > MAX_BODY_BYTES:
+        return event, ApiError(413, Code.PAYLOAD_TOO_LARGE, f"The body must be at most {MAX_BODY_BYTES} bytes.")
+    event = _as_text(event)
+    if _array_body(event, headers, json_routes):
+        return event, invalid_request("The body must be a JSON object.")
+    return event, None
+
+
+def _body_size(event: dict[str, Any]) -> int:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return len(body) * 3 // 4
+    return len(body.encode("utf-8", "surrogatepass"))
+
+
+def _as_text(event: dict[str, Any]) -> dict[str, Any]:
+    """A body that is not UTF-8 can only be invalid JSON: say so in a 400 rather than fail while decoding it."""
+    if not event.get("isBase64Encoded") or not event.get("body"):
+        return event
+    try:
+        text = base64.b64decode(event["body"], validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        text = "\x00"  # not JSON: validation answers 400 json_invalid
+    return {**event, "body": text, "isBase64Encoded": False}
+
+
+def _array_body(event: dict[str, Any], headers: dict[str, str], json_routes: frozenset[str]) -> bool:
+    """Powertools validates the first element of a JSON array body as if it were the body (`[{}, 5]` would pass):
+    a POST body that starts as an array is refused before it gets there."""
+    body = event.get("body")
+    method = event.get("requestContext", {}).get("http", {}).get("method")
+    content_type = headers.get("content-type", "json")
+    return (f"{method} {event.get('rawPath')}" in json_routes and "json" in content_type.lower()
+            and isinstance(body, str) and body.lstrip(" \t\r\n").startswith("["))

@@ -1,0 +1,87 @@
+"""Shared fixtures: a real moto server over HTTP for AWS, the OpenAI stand-in over HTTP, and the token function
+loaded the way Lambda loads it, configured from template.yaml.
+
+Every log line and metric the function prints during the suite is kept, with every token it issued, and the
+session ends by proving that neither the OpenAI key nor any token appears in them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from local.openai_standin.server import StandIn
+from local.template_stack import LocalStack, provision
+from tests.integration.harness import EVIDENCE, TokenApi, load_token_app
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_DEV": "false",
+}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in [*AWS_ENV, "AWS_ENDPOINT_URL"]}
+    os.environ.update(AWS_ENV, AWS_ENDPOINT_URL=endpoint)
+    yield endpoint
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def standin() -> Iterator[StandIn]:
+    with StandIn() as server:
+        EVIDENCE.keys.add(server.api_key)
+        yield server
+
+
+@pytest.fixture
+def fresh_standin(standin: StandIn) -> StandIn:
+    standin.faults.clear()
+    standin.requests.clear()
+    return standin
+
+
+@pytest.fixture
+def stack(moto_endpoint: str) -> LocalStack:
+    """A fresh copy of the template's resources (own table and secrets) for each test."""
+    del moto_endpoint
+    return provision(stack_name=f"t-{uuid.uuid4().hex[:10]}", parameters={"AllowedOrigins": "https://page.example"})
+
+
+@pytest.fixture
+def token_api(stack: LocalStack, fresh_standin: StandIn) -> TokenApi:
+    api = load_token_app(stack, fresh_standin)
+    api.put_key(fresh_standin.api_key)
+    return api
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_output() -> Iterator[None]:
+    """Runs after the whole suite: the key and the issued tokens appear in no log line or metric."""
+    yield
+    text = "\n".join(EVIDENCE.lines)
+    leaked_keys = [k for k in EVIDENCE.keys if k and k in text]
+    leaked_tokens = [t for t in EVIDENCE.tokens if t in text]
+    assert not leaked_keys, f"an OpenAI key appears in {len(leaked_keys)} captured output(s)"
+    assert not leaked_tokens, f"{len(leaked_tokens)} issued token(s) appear in captured output"

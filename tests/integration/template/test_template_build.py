@@ -1,0 +1,121 @@
+"""template.yaml: lint-clean, buildable, and the built function imports with only what it packages.
+
+The import check runs in a bare interpreter (`-I -S`: no site-packages, no PYTHONPATH) that sees the build output
+and the libraries the Lambda runtime provides (boto3 and its dependencies), so a package missing from the
+function's requirements.txt (or one the Makefile wrongly drops) fails here, not in AWS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import botocore
+import dateutil
+import jmespath
+import pytest
+import s3transfer
+import urllib3
+
+from local.template_stack import template_function_env
+
+ROOT = Path(__file__).resolve().parents[3]
+VENV_BIN = Path(sys.executable).parent
+SAM = str(VENV_BIN / "sam")
+ENV = {**os.environ, "SAM_CLI_TELEMETRY": "0", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+# What the python3.13 Lambda runtime already has: boto3 and what boto3 needs.
+RUNTIME_PACKAGES = [boto3, botocore, s3transfer, jmespath, dateutil, urllib3]
+
+
+def run(*args: str, cwd: Path = ROOT, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, env={**ENV, "__SAM_CLI_APP_DIR": str(cwd / ".sam-app-dir")},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cfn_lint_has_zero_findings() -> None:
+    result = run(str(VENV_BIN / "cfn-lint"), "template.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_sam_validate_lint_is_clean(tmp_path: Path) -> None:
+    result = run(SAM, "validate", "--lint", "--template", str(ROOT / "template.yaml"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def x86_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stack built for this machine's architecture, so its binaries can be imported here."""
+    workdir = tmp_path_factory.mktemp("sam-x86")
+    text = (ROOT / "template.yaml").read_text().replace("Architectures: [arm64]", "Architectures: [x86_64]")
+    (workdir / "template.yaml").write_text(text)
+    for folder in ("functions", "web"):
+        shutil.copytree(ROOT / folder, workdir / folder, symlinks=True)
+    makefile = workdir / "functions" / "token" / "Makefile"  # its wheels follow the architecture too
+    makefile.write_text(makefile.read_text().replace("manylinux2014_aarch64", "manylinux2014_x86_64"))
+    result = run(SAM, "build", "--template", "template.yaml", "--build-dir", "build", cwd=workdir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return workdir / "build"
+
+
+def test_sam_build_for_arm64_packages_arm64_binaries(tmp_path: Path) -> None:
+    for folder in ("functions", "web"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, symlinks=True)
+    shutil.copy(ROOT / "template.yaml", tmp_path / "template.yaml")
+    result = run(SAM, "build", "--template", "template.yaml", "--build-dir", "build", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "build" / "TokenFunction" / "app.py").is_file()
+    binaries = list((tmp_path / "build" / "TokenFunction").rglob("*.so"))
+    assert binaries and all("aarch64" in b.name or "x86_64" not in b.name for b in binaries)
+    assert (tmp_path / "build" / "SiteDeployerFunction" / "deployer.py").is_file()
+
+
+def test_built_handler_imports_with_only_its_package_and_the_runtime(x86_build: Path, tmp_path: Path) -> None:
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for package in RUNTIME_PACKAGES:
+        source = Path(package.__file__).parent
+        (runtime / source.name).symlink_to(source)
+    for module in ("six",):
+        spec = __import__(module)
+        shutil.copy(spec.__file__, runtime / Path(spec.__file__).name)
+    function = x86_build / "TokenFunction"
+    for name in ("boto3", "botocore"):
+        assert not (function / name).exists(), f"{name} comes with the runtime; packaging it only adds weight"
+    # Lambda cannot write bytecode into the read-only package: the build ships it, or every cold start compiles.
+    assert (function / "tokenvend" / "__pycache__").is_dir() and list((function / "httpx").rglob("*.pyc"))
+    env = {
+        "PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "POWERTOOLS_TRACE_DISABLED": "true",
+        **template_function_env(),
+    }
+    probe = (
+        f"import sys; sys.path[:0] = [{str(function)!r}, {str(runtime)!r}]\n"
+        "import app\n"
+        "assert callable(app.lambda_handler)\n"
+        "print('imported', app.settings.model)\n"
+    )
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", probe], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "imported gpt-realtime" in result.stdout
+    # As deployed (Tracing: Active): inside Lambda the tracer is on, and needs the X-Ray SDK from the package.
+    traced = {k: v for k, v in env.items() if k != "POWERTOOLS_TRACE_DISABLED"} | {"LAMBDA_TASK_ROOT": str(function)}
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", probe + "print('tracing', not app.tracer.disabled)\n"],
+                            env=traced, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tracing True" in result.stdout
+
+
+def test_readme_documents_every_parameter() -> None:
+    from local.template_stack import load_template
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    for name in load_template()["Parameters"]:
+        assert f"| `{name}` |" in table, f"README configuration table lacks {name}"

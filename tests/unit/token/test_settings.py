@@ -1,0 +1,164 @@
+"""Settings parsing: good values become an immutable configuration; every bad one stops the cold start with a
+SettingsError that names the variable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from local.template_stack import template_function_env
+from tokenvend.settings import DEFAULT_OPENAI_BASE_URL, KNOWN_VOICES, Settings, SettingsError
+
+REQUIRED = {"OPENAI_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:key",
+            "HASH_SALT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:salt",
+            "TABLE_NAME": "limits"}
+
+
+def parse(**env: str) -> Settings:
+    return Settings.from_env({**REQUIRED, **env})
+
+
+def test_defaults() -> None:
+    s = parse()
+    assert s.openai_base_url == DEFAULT_OPENAI_BASE_URL
+    assert s.client_secrets_url == "https://api.openai.com/v1/realtime/client_secrets"
+    assert s.realtime_url == "https://api.openai.com/v1/realtime/calls"
+    assert s.voices == ("marin", "cedar") and s.default_voice == "marin"
+    assert list(s.presets) == ["default"] and s.default_preset == "default"
+    assert s.token_ttl_seconds == 60 and s.max_output_tokens is None
+    assert s.turn_detection == "semantic_vad" and s.noise_reduction == "near_field"
+    assert s.transcription_model == "gpt-4o-mini-transcribe"
+    assert s.allowed_origins == ()
+    limits = s.limits
+    assert (limits.anonymous_burst, limits.anonymous_rate_per_hour, limits.global_daily_limit) == (3, 10.0, 500)
+    assert (limits.api_key_burst, limits.api_key_rate_per_hour) == (20, 120.0)
+    assert limits.allow_anonymous and not limits.issuing_paused
+    with pytest.raises(AttributeError):
+        s.model = "other"  # type: ignore[misc]
+
+
+def test_the_templates_environment_parses() -> None:
+    env = template_function_env()
+    s = Settings.from_env(env)
+    assert s.table_name == env["TABLE_NAME"]
+    assert list(s.presets) == ["default", "concise", "tutor"]
+    assert all(o.startswith("https://") for o in s.allowed_origins)
+
+
+def test_good_values() -> None:
+    s = parse(OPENAI_BASE_URL="http://127.0.0.1:8080/v1/", ALLOWED_VOICES=" cedar , marin,cedar ",
+              DEFAULT_VOICE="marin", INSTRUCTION_PRESETS=json.dumps({"a": "Be brief.", "b-2_x": "Be kind."}),
+              DEFAULT_PRESET="b-2_x", TRANSCRIPTION_MODEL="none", TURN_DETECTION="none", NOISE_REDUCTION="none",
+              MAX_OUTPUT_TOKENS="256", TOKEN_TTL_SECONDS="600",
+              ALLOWED_ORIGINS="none, https://a.example/ ,http://localhost:8080,https://a.example",
+              ANONYMOUS_RATE_PER_HOUR="0.5", GLOBAL_DAILY_LIMIT="0", ALLOW_ANONYMOUS="No", ISSUING_PAUSED="1")
+    assert s.openai_base_url == "http://127.0.0.1:8080/v1"
+    assert s.voices == ("cedar", "marin") and s.default_voice == "marin"
+    assert s.default_preset == "b-2_x"
+    assert (s.transcription_model, s.turn_detection, s.noise_reduction) == (None, None, None)
+    assert s.max_output_tokens == 256 and s.token_ttl_seconds == 600
+    assert s.allowed_origins == ("https://a.example", "http://localhost:8080")
+    assert s.limits.anonymous_rate_per_hour == 0.5 and s.limits.global_daily_limit == 0
+    assert not s.limits.allow_anonymous and s.limits.issuing_paused
+
+
+def test_token_ttl_bounds_are_inclusive() -> None:
+    assert parse(TOKEN_TTL_SECONDS="10").token_ttl_seconds == 10
+    assert parse(TOKEN_TTL_SECONDS="600").token_ttl_seconds == 600
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_required_variables(name: str) -> None:
+    env = {k: v for k, v in REQUIRED.items() if k != name}
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(env)
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({**env, name: "   "})
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("TOKEN_TTL_SECONDS", "9"),
+    ("TOKEN_TTL_SECONDS", "601"),
+    ("TOKEN_TTL_SECONDS", "7200"),
+    ("TOKEN_TTL_SECONDS", "60.5"),
+    ("TOKEN_TTL_SECONDS", "sixty"),
+    ("ALLOWED_VOICES", "marin,nova"),
+    ("ALLOWED_VOICES", "Marin"),
+    ("ALLOWED_VOICES", " , ,"),
+    ("INSTRUCTION_PRESETS", "{not json"),
+    ("INSTRUCTION_PRESETS", "{}"),
+    ("INSTRUCTION_PRESETS", "[]"),
+    ("INSTRUCTION_PRESETS", '"text"'),
+    ("INSTRUCTION_PRESETS", '{"Bad Name": "x"}'),
+    ("INSTRUCTION_PRESETS", '{"../etc": "x"}'),
+    ("INSTRUCTION_PRESETS", '{"_x": "x"}'),
+    ("INSTRUCTION_PRESETS", json.dumps({"a" * 33: "x"})),
+    ("INSTRUCTION_PRESETS", '{"ok": ""}'),
+    ("INSTRUCTION_PRESETS", '{"ok": "   "}'),
+    ("INSTRUCTION_PRESETS", '{"ok": 5}'),
+    ("DEFAULT_PRESET", "missing"),
+    ("ALLOWED_ORIGINS", "*"),
+    ("ALLOWED_ORIGINS", "https://a.example,*"),
+    ("ALLOWED_ORIGINS", "a.example"),
+    ("ALLOWED_ORIGINS", "https://a.example/path"),
+    ("ALLOWED_ORIGINS", "ftp://a.example"),
+    ("OPENAI_BASE_URL", "api.openai.com/v1"),
+    ("OPENAI_BASE_URL", "ftp://api.openai.com/v1"),
+    ("OPENAI_BASE_URL", "https://"),
+    ("OPENAI_BASE_URL", "https://api.openai.com/v1?x=1"),
+    ("OPENAI_BASE_URL", "https://api.openai.com/v1#frag"),
+    ("OPENAI_TIMEOUT_SECONDS", "0"),
+    ("OPENAI_TIMEOUT_SECONDS", "26"),
+    ("OPENAI_TIMEOUT_SECONDS", "nan"),
+    ("SECRET_CACHE_SECONDS", "-1"),
+    ("TURN_DETECTION", "vad"),
+    ("NOISE_REDUCTION", "loud"),
+    ("MAX_OUTPUT_TOKENS", "0"),
+    ("MAX_OUTPUT_TOKENS", "4097"),
+    ("MAX_OUTPUT_TOKENS", "lots"),
+    ("ANONYMOUS_BURST", "0"),
+    ("ANONYMOUS_BURST", "1.5"),
+    ("ANONYMOUS_RATE_PER_HOUR", "0"),
+    ("ANONYMOUS_RATE_PER_HOUR", "-1"),
+    ("ANONYMOUS_RATE_PER_HOUR", "inf"),
+    ("ANONYMOUS_RATE_PER_HOUR", "nan"),
+    ("API_KEY_BURST", "10001"),
+    ("API_KEY_RATE_PER_HOUR", "fast"),
+    ("GLOBAL_DAILY_LIMIT", "-1"),
+    ("ALLOW_ANONYMOUS", "maybe"),
+    ("ISSUING_PAUSED", "on"),
+])
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        parse(**{name: value})
+    assert name in str(caught.value)
+
+
+@pytest.mark.parametrize(("env", "name"), [
+    ({"ALLOWED_VOICES": "marin", "DEFAULT_VOICE": "cedar"}, "DEFAULT_VOICE"),
+    ({"DEFAULT_VOICE": "alloy"}, "DEFAULT_VOICE"),  # a known voice, but not one the owner allowed
+    ({"DEFAULT_VOICE": "nova"}, "DEFAULT_VOICE"),
+    ({"INSTRUCTION_PRESETS": '{"a": "x"}', "DEFAULT_PRESET": "default"}, "DEFAULT_PRESET"),
+])
+def test_defaults_must_be_among_the_allowed(env: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        parse(**env)
+
+
+def test_every_known_voice_is_accepted() -> None:
+    assert parse(ALLOWED_VOICES=",".join(KNOWN_VOICES)).voices == KNOWN_VOICES
+
+
+def test_every_refusal_names_the_variable_the_template_sets() -> None:
+    """Whatever variable holds garbage, the cold start's message points the owner at it."""
+    env = template_function_env()
+    refused = []
+    for name in env:
+        try:
+            Settings.from_env({**env, name: "\u00a7garbage\u00a7"})
+        except SettingsError as error:
+            assert str(error).startswith(name) or f" {name}" in str(error), f"{name}: {error}"
+            refused.append(name)
+    # Free-text values (ARNs, names, model ids) are the only ones garbage can pass; everything with rules refuses it.
+    assert len(refused) >= len(env) - 8, sorted(set(env) - set(refused))
