@@ -79,21 +79,63 @@ def load_wav(path: str | Path) -> bytes:
     return bytes(pcm)
 
 
-class MicrophoneTrack(MediaStreamTrack):
+class PacedAudioTrack(MediaStreamTrack):
+    """An outgoing 48 kHz mono s16 track that hands out one 20 ms frame per 20 ms of wall clock.
+
+    Subclasses only say what the next chunk of PCM is (`next_chunk`); this class owns the clock. Frames are paced
+    against the time of the first frame, not the previous one, so sleeps do not drift; after a stall longer than
+    `MAX_LAG_SECONDS` (a busy loop, a paused debugger) the clock restarts instead of bursting frames to catch up,
+    which a receiver's jitter buffer would only throw away.
+    """
+
+    kind = "audio"
+    MAX_LAG_SECONDS = 0.2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start: float | None = None
+        self._pts = 0
+        self._time_base = fractions.Fraction(1, SAMPLE_RATE)
+
+    def next_chunk(self) -> bytes:
+        """The next 20 ms of PCM (FRAME_BYTES; shorter is padded with silence)."""
+        raise NotImplementedError
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        else:
+            wait = self._start + self._pts / SAMPLE_RATE - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif wait < -self.MAX_LAG_SECONDS:
+                self._start = loop.time() - self._pts / SAMPLE_RATE
+        # The track may have been stopped while this frame waited for its time.
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(self.next_chunk()[:FRAME_BYTES].ljust(FRAME_BYTES, b"\0"))
+        frame.sample_rate = SAMPLE_RATE
+        frame.time_base = self._time_base
+        frame.pts = self._pts
+        self._pts += FRAME_SAMPLES
+        return frame
+
+
+class MicrophoneTrack(PacedAudioTrack):
     """Plays PCM in real time as 20 ms frames, then silence, for as long as the call lasts.
 
     Silence after the file keeps RTP flowing, which server-side voice activity detection needs to see the end of
     the user's turn. `finished` is set once the last frame of the file has been handed to the sender.
     """
 
-    kind = "audio"
-
     def __init__(self, pcm: bytes = b"") -> None:
         super().__init__()
         self._pcm = pcm
         self._offset = 0
-        self._pts = 0
-        self._start: float | None = None
         self.finished = asyncio.Event()
         if not pcm:
             self.finished.set()
@@ -106,25 +148,12 @@ class MicrophoneTrack(MediaStreamTrack):
     def duration(self) -> float:
         return len(self._pcm) / 2 / SAMPLE_RATE
 
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            # Pace against the start time, not the previous frame, so sleeps do not drift.
-            await asyncio.sleep(self._start + self._pts / SAMPLE_RATE - time.monotonic())
+    def next_chunk(self) -> bytes:
         chunk = self._pcm[self._offset : self._offset + FRAME_BYTES]
         self._offset += len(chunk)
         if self._offset >= len(self._pcm):
             self.finished.set()
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(chunk.ljust(FRAME_BYTES, b"\0"))
-        frame.sample_rate = SAMPLE_RATE
-        frame.time_base = fractions.Fraction(1, SAMPLE_RATE)
-        frame.pts = self._pts
-        self._pts += FRAME_SAMPLES
-        return frame
+        return chunk
 
 
 class AudioRecorder:
