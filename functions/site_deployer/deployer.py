@@ -219,11 +219,10 @@ def build_config(props: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(extra, Mapping):
         raise DeployError("PublicSettings must be a map of public settings.")
     config.update(extra)
-    # The named properties win over PublicSettings so that a stray key there cannot redirect the page.
-    config["tokenUrl"] = _https_url(_required(props, "TokenUrl"), "TokenUrl")
-    options_url = str(props.get("OptionsUrl") or "").strip()
-    if options_url:
-        config["optionsUrl"] = _https_url(options_url, "OptionsUrl")
+    # The API's URLs win over PublicSettings so that a stray key there cannot redirect the page.
+    api_url = _https_url(_required(props, "ApiUrl"), "ApiUrl").rstrip("/")
+    config.update({"apiUrl": api_url, "callsUrl": f"{api_url}/calls", "optionsUrl": f"{api_url}/options",
+                   "tokenUrl": f"{api_url}/token"})
     return config
 
 

@@ -19,22 +19,31 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokenvend import wiring
+from tokenvend import routes, wiring
 from tokenvend.admission import RequestFacts
 from tokenvend.errors import ApiError, Code, invalid_request
 from tokenvend.observability import count, logger, metrics, tracer
-from tokenvend.schemas import ErrorBody, Health, Options, TokenResponse, token_request_model
-from tokenvend.screening import MAX_BODY_BYTES, screen
+from tokenvend.schemas import (
+    CallResponse,
+    ErrorBody,
+    HangupRequest,
+    HangupResponse,
+    Health,
+    Options,
+    TokenResponse,
+    call_request_model,
+    token_request_model,
+)
+from tokenvend.screening import screen
 from tokenvend.settings import Settings
 
 NO_STORE = {"Cache-Control": "no-store"}
-ROUTES = {"/token": ("POST",), "/options": ("GET",), "/health": ("GET",), "/openapi.json": ("GET",)}
-JSON_BODY_ROUTES = frozenset({"POST /token"})
 DENIALS = (401, 403, 429)
 
 settings = Settings.from_env()
 services = wiring.build(settings)
 TokenRequest = token_request_model(settings)
+CallRequest = call_request_model(settings)
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
@@ -49,46 +58,79 @@ _DESCRIPTIONS = {
     400: "Invalid request: the message names the field",
     401: "Invalid, revoked or missing API key (`invalid_api_key`, `anonymous_access_disabled`)",
     403: "Browser Origin not allowed (`origin_not_allowed`)",
+    404: "`not_found`: no such call",
     405: "Method not allowed",
-    413: f"Body over {MAX_BODY_BYTES} bytes",
+    413: "Body over the route's limit (16 KB for `POST /calls`, 4 KB elsewhere)",
     415: "Body not sent as application/json",
     429: "`rate_limited` or `daily_budget_exhausted`; see Retry-After",
     500: "`not_configured` (the OpenAI key or the salt is missing, empty or malformed) or `internal_error`",
     502: "`upstream_auth` (OpenAI refused the key) or `upstream_error`",
-    503: "`upstream_busy`, `issuing_paused`, `limiter_unavailable` or `secrets_unavailable` (Secrets Manager "
-         "throttled or unreachable); see Retry-After",
+    503: "`upstream_busy`, `issuing_paused`, `limiter_unavailable`, `secrets_unavailable` (Secrets Manager "
+         "throttled or unreachable) or `leash_unavailable` (the call's time limit could not be set, so it was "
+         "ended); see Retry-After",
     504: "`upstream_timeout`",
 }
 
 
 @app.post(
-    "/token",
-    summary="Mint a short-lived OpenAI Realtime token",
-    description="Returns an ephemeral token bound to the owner's session policy. The caller may choose only a "
-    "voice and a preset from `GET /options`. Carries RateLimit-Limit/Remaining/Reset headers.",
-    responses={200: {"description": "A token", "content": {"application/json": {"model": TokenResponse}}},
+    routes.CALLS.handler_path,
+    summary="Set up a voice call with OpenAI, with a server-side time limit",
+    description="Send the browser's SDP offer; the server posts it to OpenAI with the owner's key and session "
+    "policy and answers with OpenAI's SDP answer. The server hangs the call up at `ends_at`. The caller may choose "
+    "only a voice and a preset from `GET /options`. Carries RateLimit-Limit/Remaining/Reset headers.",
+    responses={201: {"description": "The call", "content": {"application/json": {"model": CallResponse}}},
                **_errors(400, 401, 403, 413, 415, 429, 500, 502, 503, 504)},
 )
+def post_call(body: Annotated[CallRequest, Body()]):  # type: ignore[valid-type]
+    answer = services.calls.start(_facts(), body.sdp, body.voice, body.preset)
+    logger.append_keys(decision="call_started")
+    return _json(201, answer.body, {**NO_STORE, **answer.headers})
+
+
+@app.post(
+    routes.HANGUP.handler_path,
+    summary="End a call early and give its unused minutes back",
+    description="Needs the call's `hangup_token`. A second hangup answers 200 with nothing credited.",
+    responses={200: {"description": "Ended", "content": {"application/json": {"model": HangupResponse}}},
+               **_errors(400, 403, 404, 415, 500, 502, 503, 504)},
+)
+def post_hangup(call_id: str, body: Annotated[HangupRequest | None, Body()] = None):
+    answer = services.calls.hang_up(call_id, body.hangup_token if body else None)
+    logger.append_keys(decision="hung_up")
+    return _json(200, answer.body, {**NO_STORE, **answer.headers})
+
+
+@app.post(
+    routes.TOKEN.handler_path,
+    summary="Mint a short-lived OpenAI Realtime token (only if the owner switched it on)",
+    description="Returns an ephemeral token bound to the owner's session policy; `404` unless the stack's "
+    "`EnableTokenRoute` is true. A token has no time limit the server can enforce: prefer `POST /calls`. "
+    "Carries RateLimit-Limit/Remaining/Reset headers.",
+    responses={200: {"description": "A token", "content": {"application/json": {"model": TokenResponse}}},
+               **_errors(400, 401, 403, 404, 413, 415, 429, 500, 502, 503, 504)},
+)
 def post_token(body: Annotated[TokenRequest | None, Body()] = None):  # type: ignore[valid-type]
+    if not settings.enable_token_route:
+        raise ApiError(404, Code.NOT_FOUND, "POST /token is switched off on this service; use POST /calls.")
     answer = services.vendor.vend(_facts(), getattr(body, "voice", None), getattr(body, "preset", None))
     logger.append_keys(decision="issued")
     return _json(200, answer.body, {**NO_STORE, **answer.headers})
 
 
-@app.get("/options", summary="The session policy a client may choose from",
+@app.get(routes.OPTIONS.handler_path, summary="The session policy a client may choose from",
          responses={200: {"description": "The public policy", "content": {"application/json": {"model": Options}}},
                     **_errors(403)})
 def get_options():
     return _json(200, services.options.document(), {"Cache-Control": "max-age=60"})
 
 
-@app.get("/health", summary="Liveness; makes no upstream call",
+@app.get(routes.HEALTH.handler_path, summary="Liveness; makes no upstream call",
          responses={200: {"description": "Alive", "content": {"application/json": {"model": Health}}}, **_errors(403)})
 def get_health():
     return _json(200, {"status": "ok"}, NO_STORE)
 
 
-@app.get("/openapi.json", summary="This description", include_in_schema=False)
+@app.get(routes.OPENAPI.handler_path, summary="This description", include_in_schema=False)
 def get_openapi():
     return Response(200, content_types.APPLICATION_JSON, openapi_document(), {"Cache-Control": "max-age=300"})
 
@@ -97,7 +139,7 @@ def openapi_document() -> str:
     schema = json.loads(app.get_openapi_json_schema(
         title="Realtime token vending API",
         version="1.0.0",
-        description="Mints short-lived OpenAI Realtime tokens under the owner's session policy and limits.",
+        description="Sets up OpenAI voice calls under the owner's session policy, limits and time limit.",
     ))
     # Powertools documents its own 422 validation shape; we answer 400 with our error shape instead.
     for path in schema.get("paths", {}).values():
@@ -145,8 +187,9 @@ def on_unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
 @app.not_found
 def on_not_found(_: NotFoundError) -> Response:
     path = app.current_event.path
-    if path in ROUTES:
-        allowed = ", ".join(ROUTES[path])
+    methods = routes.methods_for(path)
+    if methods:
+        allowed = ", ".join(methods)
         error = ApiError(405, Code.METHOD_NOT_ALLOWED, f"Use {allowed} for {path}.", {"Allow": allowed})
         return error_response(error)
     return error_response(ApiError(404, Code.NOT_FOUND, "No such path."))
@@ -175,7 +218,7 @@ def _describe(errors: list[dict[str, Any]]) -> str:
     if kind in ("model_attributes_type", "dict_type", "model_type") and not location:
         return "The body must be a JSON object."
     if kind == "extra_forbidden":
-        return f"{'.'.join(location)}: unknown field; allowed fields are voice and preset."
+        return f"{'.'.join(location)}: unknown field."
     field = ".".join(location) or "body"
     return f"{field}: {first.get('msg', 'invalid value')}"
 
@@ -187,7 +230,7 @@ def _describe(errors: list[dict[str, Any]]) -> str:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.perf_counter()
-    event, refused = screen(event, settings.allowed_origins, JSON_BODY_ROUTES)
+    event, refused = screen(event, settings.allowed_origins)
     result = app.resolve(event, context) if refused is None else _proxy_result(error_response(refused))
     logger.info("request", extra={
         "method": event.get("requestContext", {}).get("http", {}).get("method"),

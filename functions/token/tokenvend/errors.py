@@ -28,6 +28,8 @@ class Code(StrEnum):
     UPSTREAM_BUSY = "upstream_busy"
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"
+    LEASH_UNAVAILABLE = "leash_unavailable"
+    INVALID_HANGUP_TOKEN = "invalid_hangup_token"  # noqa: S105 - a code, not a token
     INTERNAL = "internal_error"
 
 

@@ -1,15 +1,17 @@
-"""Per-caller rate limits, the global daily cap and the kill switch, metered in DynamoDB.
+"""Per-caller rate limits, the day's budgets and the kill switch, metered in DynamoDB.
 
-Each allowed token costs one `TransactWriteItems` with three parts, all or nothing:
+Each allowed token or call costs one `TransactWriteItems` with three parts, all or nothing:
   1. the caller's GCRA state: a compare-and-set of `tat` (so the new value is exact and no read is needed),
      for API keys on the key's own item, which also proves the key exists and is not revoked;
-  2. the UTC day's counter, incremented only while under `GlobalDailyLimit`;
+  2. the UTC day's budget: one token under `GlobalDailyLimit`, or a call's reserved seconds under
+     `DailyCallMinutes` (the `Spend`);
   3. a condition check that the kill switch item is not set.
-Nothing is locked while OpenAI is called. A denied request writes nothing; a request refused by the global cap is
-not charged to the caller (the transaction fails whole); a token OpenAI failed to mint is given back to both
-budgets by `release`. When the guess of `tat` is stale (another container moved it), the failed condition returns
-the current item and we retry with it: each retry means some other request made progress, so this terminates.
-If DynamoDB fails or throttles we refuse (fail closed): a token is never issued unmetered.
+Nothing is locked while OpenAI is called. A denied request writes nothing; a request refused by the day's budget is
+not charged to the caller (the transaction fails whole); what OpenAI failed to create is given back to both
+budgets by `release`, and the unused seconds of a call hung up early by `credit`. When the guess of `tat` is stale
+(another container moved it), the failed condition returns the current item and we retry with it: each retry means
+some other request made progress, so this terminates. If DynamoDB fails or throttles we refuse (fail closed):
+nothing is ever created unmetered.
 """
 
 from __future__ import annotations
@@ -38,13 +40,32 @@ BUCKET_TTL_MARGIN_SECONDS = 3600
 
 
 @dataclass(frozen=True)
+class Spend:
+    """What one grant takes from the day's budget, and how a refusal reads."""
+
+    attribute: str  # the counter on the day's item
+    amount: int
+    limit: int
+    what: str  # "tokens" or "calls", for the messages
+
+    @classmethod
+    def token(cls, limits: LimitSettings) -> Spend:
+        return cls(table.COUNT, 1, limits.global_daily_limit, "tokens")
+
+    @classmethod
+    def call(cls, limits: LimitSettings, reserved_seconds: int) -> Spend:
+        return cls(table.CALL_SECONDS, reserved_seconds, limits.daily_call_seconds, "calls")
+
+
+@dataclass(frozen=True)
 class Grant:
-    """A metered permission to mint one token; `release` it if the token was not issued."""
+    """A metered permission to create one token or call; `release` it if nothing was created."""
 
     caller_pk: str
     bucket: Bucket
     day: str
     decision: Decision
+    spend: Spend
 
 
 @dataclass(frozen=True)
@@ -72,12 +93,18 @@ class Limiter:
         self._tat_hint: dict[str, int] = {}
 
     @property
+    def limits(self) -> LimitSettings:
+        return self._limits
+
+    @property
     def anonymous_bucket(self) -> Bucket:
         return Bucket.per_hour(self._limits.anonymous_burst, self._limits.anonymous_rate_per_hour)
 
-    def acquire(self, caller: Caller) -> Grant:
+    def acquire(self, caller: Caller, spend: Spend) -> Grant:
         if self._limits.issuing_paused:
-            raise ApiError(503, Code.ISSUING_PAUSED, "Issuing is paused by the owner.", {"Retry-After": "60"})
+            raise _paused()
+        if spend.amount > spend.limit:
+            raise _exhausted(spend, self._now_ms())  # nothing fits: no need to ask DynamoDB
         bucket, pk, is_key = self._bucket_for(caller)
         for attempt in range(MAX_ATTEMPTS):
             now = self._now_ms()
@@ -89,28 +116,28 @@ class Limiter:
                 decision = decide(bucket, tat, now)
                 if not decision.allowed:
                     self._remember(pk, tat)
-                    raise _rate_limited(bucket, decision)
+                    raise _rate_limited(bucket, decision, spend)
             try:
                 self._client.transact_write_items(
                     TransactItems=[
                         self._charge_caller(pk, is_key, tat, now, decision.new_tat, bucket),
-                        self._count_today(now),
+                        self._spend_today(now, spend),
                         self._not_paused(),
                     ],
                 )
             except ClientError as exc:
                 if _error_code(exc) != "TransactionCanceledException":
                     raise limiter_unavailable(exc) from None
-                self._on_cancel(exc, pk, is_key, caller, attempt, now)
+                self._on_cancel(exc, pk, is_key, caller, attempt, now, spend)
                 continue
             except BotoCoreError as exc:
                 raise limiter_unavailable(exc) from None
             self._remember(pk, decision.new_tat)
-            return Grant(pk, bucket, _day(now), decision)
+            return Grant(pk, bucket, _day(now), decision, spend)
         raise ApiError(429, Code.RATE_LIMITED, "Too many simultaneous requests; retry shortly.", {"Retry-After": "1"})
 
     def release(self, grant: Grant) -> None:
-        """Give back a token that was not issued. Best effort: a failure here costs the caller a slot, never spend."""
+        """Give back what was not created. Best effort: a failure here costs the caller a slot, never spend."""
         try:
             self._client.transact_write_items(TransactItems=[
                 {"Update": {
@@ -121,19 +148,32 @@ class Limiter:
                     "ExpressionAttributeNames": {"#tat": table.TAT},
                     "ExpressionAttributeValues": {":interval": _n(grant.bucket.interval_ms)},
                 }},
-                {"Update": {
-                    "TableName": self._table,
-                    "Key": {table.PK: {"S": table.day_pk(grant.day)}},
-                    "UpdateExpression": "ADD #count :minus_one",
-                    "ConditionExpression": "attribute_exists(#count)",
-                    "ExpressionAttributeNames": {"#count": table.COUNT},
-                    "ExpressionAttributeValues": {":minus_one": _n(-1)},
-                }},
+                self._give_back(grant.day, grant.spend.attribute, grant.spend.amount),
             ])
         except (ClientError, BotoCoreError):
             return
         finally:
             self._tat_hint.pop(grant.caller_pk, None)
+
+    def credit(self, day: str, seconds: int) -> bool:
+        """Give unused call seconds back to that day's budget (a call hung up early). False if it failed."""
+        if seconds <= 0:
+            return True
+        try:
+            self._client.update_item(**self._give_back(day, table.CALL_SECONDS, seconds)["Update"])
+        except (ClientError, BotoCoreError):
+            return False
+        return True
+
+    def _give_back(self, day: str, attribute: str, amount: int) -> dict[str, Any]:
+        return {"Update": {
+            "TableName": self._table,
+            "Key": {table.PK: {"S": table.day_pk(day)}},
+            "UpdateExpression": "ADD #count :minus",
+            "ConditionExpression": "attribute_exists(#count)",
+            "ExpressionAttributeNames": {"#count": attribute},
+            "ExpressionAttributeValues": {":minus": _n(-amount)},
+        }}
 
     def allowance(self, caller: Caller) -> Allowance:
         """The caller's allowance as this container last saw it, for answers that did not touch the limiter."""
@@ -180,19 +220,16 @@ class Limiter:
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }}
 
-    def _count_today(self, now: int) -> dict[str, Any]:
+    def _spend_today(self, now: int, spend: Spend) -> dict[str, Any]:
         day_end = _day_end(now)
-        # A missing counter means none issued today, which is under any limit but 0 (0 issues none).
-        under_limit = "#count < :limit"
-        if self._limits.global_daily_limit > 0:
-            under_limit = f"attribute_not_exists(#count) OR {under_limit}"
+        # A missing counter means nothing spent today, which leaves room for any spend up to the limit.
         return {"Update": {
             "TableName": self._table,
             "Key": {table.PK: {"S": table.day_pk(_day(now))}},
-            "UpdateExpression": "ADD #count :one SET #ttl = :ttl",
-            "ConditionExpression": under_limit,
-            "ExpressionAttributeNames": {"#count": table.COUNT, "#ttl": table.TTL},
-            "ExpressionAttributeValues": {":one": _n(1), ":limit": _n(self._limits.global_daily_limit),
+            "UpdateExpression": "ADD #count :amount SET #ttl = :ttl",
+            "ConditionExpression": "attribute_not_exists(#count) OR #count <= :room",
+            "ExpressionAttributeNames": {"#count": spend.attribute, "#ttl": table.TTL},
+            "ExpressionAttributeValues": {":amount": _n(spend.amount), ":room": _n(spend.limit - spend.amount),
                                           ":ttl": _n(day_end // 1000 + 86_400)},
         }}
 
@@ -207,16 +244,15 @@ class Limiter:
 
     # --- when the transaction is cancelled ---------------------------------------------------------------
 
-    def _on_cancel(self, exc: ClientError, pk: str, is_key: bool, caller: Caller, attempt: int, now: int) -> None:
+    def _on_cancel(self, exc: ClientError, pk: str, is_key: bool, caller: Caller, attempt: int, now: int,
+                   spend: Spend) -> None:
         reasons = exc.response.get("CancellationReasons") or []
         codes = [r.get("Code", "None") for r in reasons] + ["None"] * (3 - len(reasons))
         caller_code, day_code, control_code = codes[:3]
         if control_code == "ConditionalCheckFailed":
-            raise ApiError(503, Code.ISSUING_PAUSED, "Issuing is paused by the owner.", {"Retry-After": "60"})
+            raise _paused()
         if day_code == "ConditionalCheckFailed":
-            raise ApiError(429, Code.DAILY_BUDGET_EXHAUSTED,
-                           "Today's token budget for this service is used up; it resets at 00:00 UTC.",
-                           {"Retry-After": str(-(-(_day_end(now) - now) // 1000))})
+            raise _exhausted(spend, now)
         if caller_code == "ConditionalCheckFailed":
             item = reasons[0].get("Item") or {}
             if is_key and (not item or item.get(table.KEY_REVOKED, {}).get("BOOL", False)):
@@ -281,8 +317,18 @@ def _error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
-def _rate_limited(bucket: Bucket, decision: Decision) -> ApiError:
+def _rate_limited(bucket: Bucket, decision: Decision, spend: Spend) -> ApiError:
     headers = {"Retry-After": str(decision.retry_after_seconds),
                **Allowance(bucket.burst, 0, decision.reset_seconds).headers()}
     return ApiError(429, Code.RATE_LIMITED,
-                    f"Too many tokens requested; retry in {decision.retry_after_seconds} s.", headers)
+                    f"Too many {spend.what} requested; retry in {decision.retry_after_seconds} s.", headers)
+
+
+def _exhausted(spend: Spend, now_ms: int) -> ApiError:
+    budget = "token budget for this service is" if spend.what == "tokens" else "call minutes for this service are"
+    return ApiError(429, Code.DAILY_BUDGET_EXHAUSTED, f"Today's {budget} used up; it resets at 00:00 UTC.",
+                    {"Retry-After": str(-(-(_day_end(now_ms) - now_ms) // 1000))})
+
+
+def _paused() -> ApiError:
+    return ApiError(503, Code.ISSUING_PAUSED, "Issuing is paused by the owner.", {"Retry-After": "60"})

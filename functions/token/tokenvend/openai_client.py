@@ -63,11 +63,11 @@ class OpenAIClient:
 
     def create_client_secret(self, api_key: str, body: dict[str, Any], safety_identifier: str) -> Timed[ClientSecret]:
         """`POST /realtime/client_secrets`: an ephemeral `ek_` token bound to the session in `body`."""
-        response = self._post("/realtime/client_secrets", api_key, safety_identifier, json=body)
+        response = self.post("/realtime/client_secrets", api_key, safety_identifier, json=body)
         return Timed(_client_secret(response.value), response.latency_ms)
 
-    def _post(self, path: str, api_key: str, safety_identifier: str | None = None,
-              **request: Any) -> Timed[httpx.Response]:
+    def post(self, path: str, api_key: str, safety_identifier: str | None = None,
+             **request: Any) -> Timed[httpx.Response]:
         """A 2xx answer, or UpstreamFailure. One retry on a connection error, a connect timeout or a 5xx."""
         headers = {"Authorization": f"Bearer {api_key}", **request.pop("headers", {})}
         if safety_identifier:

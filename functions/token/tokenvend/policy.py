@@ -36,6 +36,12 @@ class SessionPolicy:
         return SessionChoice(voice=voice, preset=preset)
 
     def client_secret_request(self, choice: SessionChoice) -> dict[str, Any]:
+        """The body of `POST /realtime/client_secrets`: the session and the token's lifetime."""
+        return {"expires_after": {"anchor": "created_at", "seconds": self._settings.token_ttl_seconds},
+                "session": self.realtime_session(choice)}
+
+    def realtime_session(self, choice: SessionChoice) -> dict[str, Any]:
+        """A GA `RealtimeSessionCreateRequest`: the `session` of a client secret or of a server-side call."""
         s = self._settings
         # Turn detection is null, not absent, when off: absent means OpenAI's default (server VAD).
         # Transcription and noise reduction are off by default and their schemas do not admit null: omit them.
@@ -52,7 +58,7 @@ class SessionPolicy:
         }
         if s.max_output_tokens is not None:
             session["max_output_tokens"] = s.max_output_tokens
-        return {"expires_after": {"anchor": "created_at", "seconds": s.token_ttl_seconds}, "session": session}
+        return session
 
     def public_session(self, choice: SessionChoice) -> dict[str, str]:
         return {"model": self._settings.model, "voice": choice.voice, "preset": choice.preset}

@@ -10,7 +10,7 @@ import: a cold start does not pay for them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -43,6 +43,22 @@ class TokenResponse(_Described):
     session: SessionSummary
 
 
+class CallResponse(_Described):
+    call_id: str = Field(description="OpenAI's id of the call (`rtc_...`)")
+    sdp: str = Field(description="The SDP answer: hand it to `setRemoteDescription`")
+    ends_at: int = Field(description="Unix seconds at which the server hangs the call up")
+    max_seconds: int = Field(description="The call's time limit in seconds")
+    hangup_token: str = Field(description="Send it to `POST /calls/{call_id}/hangup` to end the call early and "
+                              "give its unused minutes back. Given once; keep it private.")
+    session: SessionSummary
+
+
+class HangupResponse(_Described):
+    call_id: str
+    state: Literal["ended"]
+    credited_seconds: int = Field(description="Seconds given back to today's budget (0 if it had already ended)")
+
+
 class AnonymousAllowance(_Described):
     enabled: bool
     burst: int = Field(description="Tokens an anonymous caller may take at once")
@@ -51,6 +67,9 @@ class AnonymousAllowance(_Described):
 
 
 class Options(_Described):
+    backend: Literal["realtime"] = Field(description="Which OpenAI API calls go to")
+    max_call_seconds: int = Field(description="Every call is hung up by the server after this many seconds")
+    token_route: bool = Field(description="Whether `POST /token` is switched on for clients that must hold a token")
     model: str
     voices: list[str]
     default_voice: str
@@ -66,12 +85,31 @@ class Health(_Described):
     status: Literal["ok"]
 
 
+def _choice_fields(settings: Settings) -> dict[str, Any]:
+    return {
+        "voice": (str | None, Field(default=None, description=f"Default: {settings.default_voice}",
+                                    json_schema_extra={"enum": list(settings.voices)})),
+        "preset": (str | None, Field(default=None, description=f"Default: {settings.default_preset}",
+                                     json_schema_extra={"enum": list(settings.presets)})),
+    }
+
+
 def token_request_model(settings: Settings) -> type[BaseModel]:
+    return create_model("TokenRequest", __config__=ConfigDict(extra="forbid", strict=True),
+                        **_choice_fields(settings))
+
+
+def call_request_model(settings: Settings) -> type[BaseModel]:
     return create_model(
-        "TokenRequest",
+        "CallRequest",
         __config__=ConfigDict(extra="forbid", strict=True),
-        voice=(str | None, Field(default=None, description=f"Default: {settings.default_voice}",
-                                 json_schema_extra={"enum": list(settings.voices)})),
-        preset=(str | None, Field(default=None, description=f"Default: {settings.default_preset}",
-                                  json_schema_extra={"enum": list(settings.presets)})),
+        sdp=(str, Field(description="The browser's WebRTC SDP offer (with an audio section and the `oai-events` "
+                        "data channel)")),
+        **_choice_fields(settings),
     )
+
+
+class HangupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    hangup_token: str | None = Field(default=None, description="The `hangup_token` of the call's setup answer")

@@ -1,5 +1,5 @@
 """What is refused before routing, in one pass with one answer: a browser Origin outside the list, a body over
-the size cap, and a JSON array body. A base64 body is decoded here so the rest only sees text.
+its route's size cap, and a JSON array body. A base64 body is decoded here so the rest only sees text.
 """
 
 from __future__ import annotations
@@ -7,24 +7,24 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from tokenvend import routes
 from tokenvend.errors import ApiError, Code, invalid_request
 
-MAX_BODY_BYTES = 4096
 
-
-def screen(event: dict[str, Any], allowed_origins: tuple[str, ...],
-           json_routes: frozenset[str]) -> tuple[dict[str, Any], ApiError | None]:
-    """The event to route (body as text), or the refusal to answer with instead. `json_routes` are the
-    `POST /path` route keys that take a JSON object body."""
+def screen(event: dict[str, Any], allowed_origins: tuple[str, ...]) -> tuple[dict[str, Any], ApiError | None]:
+    """The event to route (body as text), or the refusal to answer with instead."""
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     origin = headers.get("origin")
     if origin is not None and origin.rstrip("/") not in allowed_origins:
         # Not authentication (any non-browser client can send any Origin), but it stops other sites' pages.
         return event, ApiError(403, Code.ORIGIN_NOT_ALLOWED, "This origin may not use this API.")
-    if _body_size(event) > MAX_BODY_BYTES:
-        return event, ApiError(413, Code.PAYLOAD_TOO_LARGE, f"The body must be at most {MAX_BODY_BYTES} bytes.")
+    method = event.get("requestContext", {}).get("http", {}).get("method", "")
+    route = routes.find(method, event.get("rawPath") or "")
+    limit = route.max_body if route else routes.DEFAULT_MAX_BODY
+    if _body_size(event) > limit:
+        return event, ApiError(413, Code.PAYLOAD_TOO_LARGE, f"The body must be at most {limit} bytes.")
     event = _as_text(event)
-    if _array_body(event, headers, json_routes):
+    if route is not None and route.json_body and _array_body(event, headers):
         return event, invalid_request("The body must be a JSON object.")
     return event, None
 
@@ -47,11 +47,9 @@ def _as_text(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "body": text, "isBase64Encoded": False}
 
 
-def _array_body(event: dict[str, Any], headers: dict[str, str], json_routes: frozenset[str]) -> bool:
+def _array_body(event: dict[str, Any], headers: dict[str, str]) -> bool:
     """Powertools validates the first element of a JSON array body as if it were the body (`[{}, 5]` would pass):
-    a POST body that starts as an array is refused before it gets there."""
+    a body that starts as an array is refused before it gets there."""
     body = event.get("body")
-    method = event.get("requestContext", {}).get("http", {}).get("method")
     content_type = headers.get("content-type", "json")
-    return (f"{method} {event.get('rawPath')}" in json_routes and "json" in content_type.lower()
-            and isinstance(body, str) and body.lstrip(" \t\r\n").startswith("["))
+    return "json" in content_type.lower() and isinstance(body, str) and body.lstrip(" \t\r\n").startswith("[")

@@ -18,6 +18,8 @@ KNOWN_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "v
 TURN_DETECTION_TYPES = ("semantic_vad", "server_vad", "none")
 NOISE_REDUCTION_TYPES = ("near_field", "far_field", "none")
 TOKEN_TTL_RANGE = (10, 600)  # our policy; OpenAI allows up to 7200, but a short TTL is the only lever on reuse
+MAX_CALL_SECONDS_RANGE = (10, 3600)  # OpenAI ends a session at 60 minutes anyway
+DAILY_CALL_MINUTES_RANGE = (0, 1_000_000)
 PRESET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -35,6 +37,7 @@ class LimitSettings:
     api_key_burst: int
     api_key_rate_per_hour: float
     global_daily_limit: int
+    daily_call_seconds: int
     allow_anonymous: bool
     issuing_paused: bool
 
@@ -57,6 +60,9 @@ class Settings:
     noise_reduction: str | None
     max_output_tokens: int | None
     token_ttl_seconds: int
+    max_call_seconds: int
+    enable_token_route: bool
+    state_machine_arn: str | None  # the leash; the leash function itself has none (it is what the machine runs)
     allowed_origins: tuple[str, ...]
     limits: LimitSettings
 
@@ -85,6 +91,9 @@ class _Env:
         if default is None:
             raise SettingsError(f"{name} must be set")
         return default
+
+    def optional(self, name: str) -> str | None:
+        return self._env.get(name, "").strip() or None
 
     def int(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.str(name, str(default))
@@ -162,6 +171,9 @@ def _parse(env: _Env) -> Settings:
         noise_reduction=None if noise_reduction == "none" else noise_reduction,
         max_output_tokens=None if max_output == "inf" else env.int("MAX_OUTPUT_TOKENS", 0, 1, 4096),
         token_ttl_seconds=env.int("TOKEN_TTL_SECONDS", 60, *TOKEN_TTL_RANGE),
+        max_call_seconds=env.int("MAX_CALL_SECONDS", 300, *MAX_CALL_SECONDS_RANGE),
+        enable_token_route=env.bool("ENABLE_TOKEN_ROUTE", False),
+        state_machine_arn=env.optional("STATE_MACHINE_ARN"),
         allowed_origins=_parse_origins(env.str("ALLOWED_ORIGINS", "none")),
         limits=LimitSettings(
             anonymous_burst=env.int("ANONYMOUS_BURST", 3, 1, 10_000),
@@ -169,6 +181,7 @@ def _parse(env: _Env) -> Settings:
             api_key_burst=env.int("API_KEY_BURST", 20, 1, 10_000),
             api_key_rate_per_hour=env.float("API_KEY_RATE_PER_HOUR", 120, 0.001, 1_000_000),
             global_daily_limit=env.int("GLOBAL_DAILY_LIMIT", 500, 0, 10_000_000),
+            daily_call_seconds=60 * env.int("DAILY_CALL_MINUTES", 60, *DAILY_CALL_MINUTES_RANGE),
             allow_anonymous=env.bool("ALLOW_ANONYMOUS", True),
             issuing_paused=env.bool("ISSUING_PAUSED", False),
         ),
@@ -208,3 +221,25 @@ def _parse_origins(raw: str) -> tuple[str, ...]:
         if origin == "*" or parts.scheme not in ("https", "http") or not parts.netloc or parts.path:
             raise SettingsError(f"ALLOWED_ORIGINS entries must be origins like https://example.com, got {origin!r}")
     return origins
+
+
+@dataclass(frozen=True)
+class LeashSettings:
+    """The leash function's configuration: only what hanging up a call needs."""
+
+    openai_base_url: str
+    openai_timeout_seconds: float
+    openai_secret_id: str
+    table_name: str
+    secret_cache_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LeashSettings:
+        e = _Env(os.environ if env is None else env)
+        return cls(
+            openai_base_url=_parse_base_url(e.str("OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL)),
+            openai_timeout_seconds=e.float("OPENAI_TIMEOUT_SECONDS", 10, 0.1, 25),
+            openai_secret_id=e.str("OPENAI_SECRET_ARN"),
+            table_name=e.str("TABLE_NAME"),
+            secret_cache_seconds=e.int("SECRET_CACHE_SECONDS", 300, 0, 3600),
+        )

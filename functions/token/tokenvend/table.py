@@ -1,11 +1,14 @@
-"""The layout of the one DynamoDB table (partition key `pk`, TTL attribute `ttl`), shared by the limiter and the
-API-key store. One table, four kinds of item:
+"""The layout of the one DynamoDB table (partition key `pk`, TTL attribute `ttl`), shared by the limiter, the
+API-key store and the call records. One table, five kinds of item:
 
 - `bucket#<caller hash>`: an anonymous caller's GCRA state (`tat`), deleted by TTL once the bucket is full again.
 - `key#<sha256 of the key>`: an API key: name, created/last-used times, revoked flag, optional own limits, and its
   GCRA state, so one write both meters the key and proves it is not revoked.
-- `day#<YYYY-MM-DD>`: the global count of tokens issued that UTC day.
+- `day#<YYYY-MM-DD>`: that UTC day's budgets: tokens issued, and call seconds reserved.
 - `control`: the kill switch (`paused`), checked by every issuing transaction.
+- `call#<call id>`: one call: who (hashed), when it started and must end, what it reserved, its state, and the hash
+  of its hangup token. While a call is active it also carries `active` = "calls", which puts it in the sparse index
+  `ActiveCalls` (partition `active`, sort `ends_at`): the sweeper's one query for calls past their end.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ PK = "pk"
 TTL = "ttl"
 TAT = "tat"
 COUNT = "issued"
+CALL_SECONDS = "call_seconds"
 PAUSED = "paused"
 KEY_NAME = "name"
 KEY_ID = "key_id"
@@ -22,6 +26,20 @@ KEY_LAST_USED = "last_used_at"
 KEY_REVOKED = "revoked"
 KEY_BURST = "burst"
 KEY_RATE = "rate_per_hour"
+
+CALL_CALLER = "caller"
+CALL_BACKEND = "backend"
+CALL_STARTED = "started_at"
+CALL_ENDS = "ends_at"
+CALL_RESERVED = "reserved_seconds"
+CALL_DAY = "day"
+CALL_STATE = "state"
+CALL_TOKEN_HASH = "hangup_token_sha256"  # noqa: S105 - an attribute name
+CALL_ENDED_AT = "ended_at"
+CALL_ENDED_BY = "ended_by"
+ACTIVE = "active"
+ACTIVE_VALUE = "calls"
+ACTIVE_INDEX = "ActiveCalls"
 
 CONTROL_PK = "control"
 
@@ -36,3 +54,7 @@ def key_pk(key_hash: str) -> str:
 
 def day_pk(day: str) -> str:
     return f"day#{day}"
+
+
+def call_pk(call_id: str) -> str:
+    return f"call#{call_id}"

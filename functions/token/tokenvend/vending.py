@@ -13,7 +13,7 @@ from typing import Any
 
 from tokenvend.admission import Admission, RequestFacts
 from tokenvend.errors import ApiError
-from tokenvend.limiter import Limiter
+from tokenvend.limiter import Limiter, Spend
 from tokenvend.observability import count, latency
 from tokenvend.openai_client import ClientSecret, OpenAIClient
 from tokenvend.policy import SessionChoice, SessionPolicy
@@ -31,8 +31,9 @@ class Answer:
 
 class TokenVendor:
     def __init__(self, policy: SessionPolicy, admission: Admission, secrets: SecretStore, limiter: Limiter,
-                 openai: OpenAIClient, realtime_url: str) -> None:
+                 spend: Spend, openai: OpenAIClient, realtime_url: str) -> None:
         self._policy = policy
+        self._spend = spend
         self._admission = admission
         self._secrets = secrets
         self._limiter = limiter
@@ -44,7 +45,7 @@ class TokenVendor:
         caller = self._admission.identify(facts)
         with self._admission.allowance_on_error(caller):
             api_key = self._secrets.openai_key()
-            grant = self._limiter.acquire(caller)
+            grant = self._limiter.acquire(caller, self._spend)
             try:
                 secret = with_key_refresh(self._secrets, api_key, lambda key: self._mint(key, choice, caller.hash))
             except ApiError:

@@ -1,5 +1,5 @@
-"""Everything the function needs, built once per container from the settings: AWS clients, the OpenAI client, the
-stores and the services the routes call. Nothing here runs per request.
+"""Everything a function needs, built once per container from its settings: AWS clients, the OpenAI client, the
+stores and the services its handler calls. Nothing here runs per request.
 """
 
 from __future__ import annotations
@@ -13,42 +13,81 @@ from botocore.config import Config
 
 from tokenvend.admission import Admission
 from tokenvend.api_keys import ApiKeyLookup, ApiKeyStore
-from tokenvend.limiter import Limiter
+from tokenvend.backends import RealtimeBackend, hangups
+from tokenvend.call_ending import CallEnder
+from tokenvend.call_records import CallRecords
+from tokenvend.calls import CallDesk
+from tokenvend.leash_clock import LeashClock
+from tokenvend.limiter import Limiter, Spend
 from tokenvend.openai_client import OpenAIClient
 from tokenvend.options import PublicOptions
 from tokenvend.policy import SessionPolicy
 from tokenvend.secret_store import SecretIds, SecretStore
-from tokenvend.settings import Settings
+from tokenvend.settings import LeashSettings, Settings, SettingsError
 from tokenvend.vending import TokenVendor
 
-# Fail fast and closed: a slow DynamoDB must not hold the caller past API Gateway's patience.
-DYNAMODB_CONFIG = Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 2})
+# Fail fast and closed: a slow AWS service must not hold the caller past API Gateway's patience.
+QUICK = Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 2})
 
 
 @dataclass(frozen=True)
 class Services:
+    calls: CallDesk
     vendor: TokenVendor
     options: PublicOptions
     # The AWS clients the services share: exposed so a test or a benchmark can count or fail their calls.
     dynamodb: Any
     secretsmanager: Any
+    stepfunctions: Any
+
+
+@dataclass(frozen=True)
+class LeashServices:
+    ender: CallEnder
+    dynamodb: Any
+    secretsmanager: Any
 
 
 def build(settings: Settings) -> Services:
+    if not settings.state_machine_arn:
+        raise SettingsError("STATE_MACHINE_ARN must be set: no call may start without its leash")
     # One boto3 session for every client: botocore's service index and endpoint data are loaded once.
     aws = boto3.session.Session()
-    secretsmanager = aws.client("secretsmanager")
-    secrets = SecretStore(SecretIds(settings.openai_secret_id, settings.hash_salt_secret_id),
-                          settings.secret_cache_seconds, SecretsProvider(boto3_client=secretsmanager))
-    dynamodb = aws.client("dynamodb", config=DYNAMODB_CONFIG)
+    secretsmanager, dynamodb = aws.client("secretsmanager"), aws.client("dynamodb", config=QUICK)
+    stepfunctions = aws.client("stepfunctions", config=QUICK)
+    secrets = _secrets(secretsmanager, settings.openai_secret_id, settings.secret_cache_seconds,
+                       settings.hash_salt_secret_id)
     limiter = Limiter(dynamodb, settings.table_name, settings.limits,
                       ApiKeyLookup(ApiKeyStore(dynamodb, settings.table_name)))
     admission = Admission(secrets, limiter, allow_anonymous=settings.limits.allow_anonymous)
     openai = OpenAIClient(settings.openai_base_url, settings.openai_timeout_seconds)
     policy = SessionPolicy(settings)
+    backend = RealtimeBackend(openai, policy)
+    records = CallRecords(dynamodb, settings.table_name)
+    ender = CallEnder(secrets, records, hangups(openai))
     return Services(
-        vendor=TokenVendor(policy, admission, secrets, limiter, openai, settings.realtime_url),
+        calls=CallDesk(policy, admission, secrets, limiter, backend, records,
+                       LeashClock(stepfunctions, settings.state_machine_arn), ender,
+                       max_call_seconds=settings.max_call_seconds),
+        vendor=TokenVendor(policy, admission, secrets, limiter, Spend.token(settings.limits), openai,
+                           settings.realtime_url),
         options=PublicOptions(settings),
         dynamodb=dynamodb,
         secretsmanager=secretsmanager,
+        stepfunctions=stepfunctions,
     )
+
+
+def build_leash(settings: LeashSettings) -> LeashServices:
+    aws = boto3.session.Session()
+    secretsmanager, dynamodb = aws.client("secretsmanager"), aws.client("dynamodb", config=QUICK)
+    secrets = _secrets(secretsmanager, settings.openai_secret_id, settings.secret_cache_seconds)
+    openai = OpenAIClient(settings.openai_base_url, settings.openai_timeout_seconds)
+    records = CallRecords(dynamodb, settings.table_name)
+    # Whichever backend a call was set up with, the leash can end it.
+    return LeashServices(CallEnder(secrets, records, hangups(openai)), dynamodb, secretsmanager)
+
+
+def _secrets(client: Any, openai_secret_id: str, cache_seconds: int, hash_salt_secret_id: str = "") -> SecretStore:
+    return SecretStore(SecretIds(openai_secret_id, hash_salt_secret_id), cache_seconds,
+                       SecretsProvider(boto3_client=client))

@@ -20,8 +20,7 @@ from moto.server import ThreadedMotoServer
 import deployer
 
 SIGNATURE = "s3cr3t-signature-value"
-TOKEN_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/token"
-OPTIONS_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/options"
+API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com"
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/voice/11111111-2222-3333-4444-555555555555"
 
 # name -> (content, expected Content-Type, expected Cache-Control)
@@ -224,7 +223,7 @@ def create_distribution(bucket: str) -> str:
 def test_create_uploads_every_file_with_type_and_cache_headers(
     s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn
 ) -> None:
-    evt = event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL)
+    evt = event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL)
     run(evt)
 
     answer = cfn.only
@@ -256,16 +255,16 @@ def test_create_writes_config_json_exactly(s3: Any, bucket: str, site_dir: Path,
             cfn,
             "Create",
             BucketName=bucket,
-            TokenUrl=TOKEN_URL,
-            OptionsUrl=OPTIONS_URL,
-            PublicSettings={"appName": "Voice", "tokenUrl": "https://evil.example/token"},
+            ApiUrl=API_URL + "/",
+            PublicSettings={"appName": "Voice", "callsUrl": "https://evil.example/calls"},
         )
     )
 
     assert cfn.only["Status"] == "SUCCESS"
     obj = s3.get_object(Bucket=bucket, Key="config.json")
     assert obj["Body"].read() == (
-        b'{\n  "appName": "Voice",\n'
+        b'{\n  "apiUrl": "https://abc123.execute-api.us-east-1.amazonaws.com",\n  "appName": "Voice",\n'
+        b'  "callsUrl": "https://abc123.execute-api.us-east-1.amazonaws.com/calls",\n'
         b'  "optionsUrl": "https://abc123.execute-api.us-east-1.amazonaws.com/options",\n'
         b'  "tokenUrl": "https://abc123.execute-api.us-east-1.amazonaws.com/token"\n}\n'
     )
@@ -273,11 +272,10 @@ def test_create_writes_config_json_exactly(s3: Any, bucket: str, site_dir: Path,
     assert obj["CacheControl"] == "no-cache"
 
 
-def test_config_json_leaves_out_an_empty_options_url(s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn) -> None:
-    run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL, OptionsUrl=""))
-
-    assert cfn.only["Status"] == "SUCCESS"
-    assert config_of(s3, bucket) == {"tokenUrl": TOKEN_URL}
+def test_config_json_needs_an_https_api_url(s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn) -> None:
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl="http://abc123.example"))
+    assert cfn.only["Status"] == "FAILED"
+    assert "ApiUrl" in cfn.only["Reason"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -287,7 +285,7 @@ def test_config_json_leaves_out_an_empty_options_url(s3: Any, bucket: str, site_
 def test_update_replaces_changed_files_deletes_removed_ones_and_rewrites_config(
     s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn
 ) -> None:
-    run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL, OptionsUrl=OPTIONS_URL))
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL))
     physical_id = cfn.responses[0].body["PhysicalResourceId"]
     # Something put there by hand is not part of the site either.
     s3.put_object(Bucket=bucket, Key="stray/old.txt", Body=b"old")
@@ -296,9 +294,9 @@ def test_update_replaces_changed_files_deletes_removed_ones_and_rewrites_config(
     (site_dir / "icon.svg").unlink()
     (site_dir / "sounds" / "ding.wav").unlink()
     (site_dir / "new.css").write_bytes(b"p{}")
-    new_token_url = "https://xyz789.execute-api.eu-west-1.amazonaws.com/token"
-    evt = event(cfn, "Update", physical_id=physical_id, BucketName=bucket, TokenUrl=new_token_url)
-    evt["OldResourceProperties"] = {"BucketName": bucket, "TokenUrl": TOKEN_URL, "OptionsUrl": OPTIONS_URL}
+    new_api_url = "https://xyz789.execute-api.eu-west-1.amazonaws.com"
+    evt = event(cfn, "Update", physical_id=physical_id, BucketName=bucket, ApiUrl=new_api_url)
+    evt["OldResourceProperties"] = {"BucketName": bucket, "ApiUrl": API_URL}
     run(evt)
 
     answer = cfn.responses[1].body
@@ -309,7 +307,7 @@ def test_update_replaces_changed_files_deletes_removed_ones_and_rewrites_config(
     assert s3.get_object(Bucket=bucket, Key="app.js")["Body"].read() == b"export const x = 2;\n"
     new_css = s3.get_object(Bucket=bucket, Key="new.css")
     assert (new_css["ContentType"], new_css["CacheControl"]) == ("text/css; charset=utf-8", "public, max-age=300")
-    assert config_of(s3, bucket) == {"tokenUrl": new_token_url}
+    assert config_of(s3, bucket)["callsUrl"] == f"{new_api_url}/calls"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -317,8 +315,8 @@ def test_update_replaces_changed_files_deletes_removed_ones_and_rewrites_config(
 
 
 def test_delete_empties_the_bucket(s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn) -> None:
-    run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL))
-    evt = event(cfn, "Delete", physical_id=f"site-{bucket}", BucketName=bucket, TokenUrl=TOKEN_URL)
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL))
+    evt = event(cfn, "Delete", physical_id=f"site-{bucket}", BucketName=bucket, ApiUrl=API_URL)
     run(evt)
 
     answer = cfn.responses[1].body
@@ -331,13 +329,13 @@ def test_delete_empties_the_bucket(s3: Any, bucket: str, site_dir: Path, cfn: Cf
 
 def test_delete_removes_every_version_and_delete_marker(s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn) -> None:
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL))
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL))
     (site_dir / "icon.svg").unlink()  # the Update leaves a delete marker behind
-    run(event(cfn, "Update", physical_id=f"site-{bucket}", BucketName=bucket, TokenUrl=TOKEN_URL))
+    run(event(cfn, "Update", physical_id=f"site-{bucket}", BucketName=bucket, ApiUrl=API_URL))
     before = s3.list_object_versions(Bucket=bucket)
     assert before.get("DeleteMarkers") and len(before["Versions"]) > len(SITE) + 1
 
-    run(event(cfn, "Delete", physical_id=f"site-{bucket}", BucketName=bucket, TokenUrl=TOKEN_URL))
+    run(event(cfn, "Delete", physical_id=f"site-{bucket}", BucketName=bucket, ApiUrl=API_URL))
 
     assert [r.body["Status"] for r in cfn.responses] == ["SUCCESS"] * 3
     after = s3.list_object_versions(Bucket=bucket)
@@ -347,7 +345,7 @@ def test_delete_removes_every_version_and_delete_marker(s3: Any, bucket: str, si
 
 def test_delete_of_a_bucket_that_is_already_gone_succeeds(cfn: CfnStandIn) -> None:
     gone = f"site-{uuid.uuid4().hex[:16]}"
-    run(event(cfn, "Delete", physical_id=f"site-{gone}", BucketName=gone, TokenUrl=TOKEN_URL))
+    run(event(cfn, "Delete", physical_id=f"site-{gone}", BucketName=gone, ApiUrl=API_URL))
 
     assert cfn.only["Status"] == "SUCCESS"
     assert cfn.only["PhysicalResourceId"] == f"site-{gone}"
@@ -369,14 +367,14 @@ def test_create_and_update_invalidate_the_distribution(s3: Any, bucket: str, sit
     distribution_id = create_distribution(bucket)
     cloudfront = boto3.client("cloudfront")
 
-    run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL, DistributionId=distribution_id))
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL, DistributionId=distribution_id))
     run(
         event(
             cfn,
             "Update",
             physical_id=f"site-{bucket}",
             BucketName=bucket,
-            TokenUrl=TOKEN_URL,
+            ApiUrl=API_URL,
             DistributionId=distribution_id,
         )
     )
@@ -393,7 +391,7 @@ def test_create_and_update_invalidate_the_distribution(s3: Any, bucket: str, sit
 
 
 def test_an_unknown_distribution_fails_after_uploading(s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn) -> None:
-    run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL, DistributionId="E0000NOSUCHID"))
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL, DistributionId="E0000NOSUCHID"))
 
     assert cfn.only["Status"] == "FAILED"
     assert cfn.only["Reason"].startswith("CreateInvalidation failed: NoSuchDistribution:")
@@ -412,7 +410,7 @@ def assert_readable_failure(answer: dict[str, Any], starts_with: str) -> None:
 
 def test_a_missing_bucket_fails_readably(site_dir: Path, cfn: CfnStandIn) -> None:
     missing = f"site-{uuid.uuid4().hex[:16]}"
-    evt = event(cfn, "Create", BucketName=missing, TokenUrl=TOKEN_URL)
+    evt = event(cfn, "Create", BucketName=missing, ApiUrl=API_URL)
     run(evt)
 
     assert_readable_failure(cfn.only, "PutObject failed: NoSuchBucket: The specified bucket does not exist")
@@ -423,15 +421,12 @@ def test_a_missing_bucket_fails_readably(site_dir: Path, cfn: CfnStandIn) -> Non
 @pytest.mark.parametrize(
     ("props", "reason"),
     [
-        ({"TokenUrl": TOKEN_URL}, "Property BucketName is required."),
-        ({"BucketName": "{bucket}"}, "Property TokenUrl is required."),
-        ({"BucketName": "{bucket}", "TokenUrl": "  "}, "Property TokenUrl is required."),
-        ({"BucketName": "{bucket}", "TokenUrl": "http://plain.example/token"}, "Property TokenUrl must be an https"),
-        (
-            {"BucketName": "{bucket}", "TokenUrl": TOKEN_URL, "OptionsUrl": "javascript:alert(1)"},
-            "Property OptionsUrl must be an https",
-        ),
-        ({"BucketName": "{bucket}", "TokenUrl": TOKEN_URL, "PublicSettings": "x"}, "PublicSettings must be a map"),
+        ({"ApiUrl": API_URL}, "Property BucketName is required."),
+        ({"BucketName": "{bucket}"}, "Property ApiUrl is required."),
+        ({"BucketName": "{bucket}", "ApiUrl": "  "}, "Property ApiUrl is required."),
+        ({"BucketName": "{bucket}", "ApiUrl": "http://plain.example"}, "Property ApiUrl must be an https"),
+        ({"BucketName": "{bucket}", "ApiUrl": "javascript:alert(1)"}, "Property ApiUrl must be an https"),
+        ({"BucketName": "{bucket}", "ApiUrl": API_URL, "PublicSettings": "x"}, "PublicSettings must be a map"),
     ],
 )
 def test_bad_properties_fail_readably(
@@ -445,7 +440,7 @@ def test_bad_properties_fail_readably(
 
 
 def test_a_failed_update_keeps_the_physical_id(s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn) -> None:
-    run(event(cfn, "Update", physical_id="site-original", BucketName=f"{bucket}-missing", TokenUrl=TOKEN_URL))
+    run(event(cfn, "Update", physical_id="site-original", BucketName=f"{bucket}-missing", ApiUrl=API_URL))
 
     assert cfn.only["Status"] == "FAILED"
     assert cfn.only["PhysicalResourceId"] == "site-original"
@@ -453,7 +448,7 @@ def test_a_failed_update_keeps_the_physical_id(s3: Any, bucket: str, site_dir: P
 
 def test_a_site_without_index_html_fails(s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn) -> None:
     (site_dir / "index.html").unlink()
-    run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL))
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL))
 
     assert_readable_failure(cfn.only, "The site folder 'site' has no index.html.")
 
@@ -462,7 +457,7 @@ def test_a_package_without_the_site_folder_fails(
     bucket: str, cfn: CfnStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SITE_DIR", str(tmp_path / "nowhere"))
-    run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL))
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL))
 
     assert_readable_failure(cfn.only, "The site folder 'nowhere' is not in the deployment package.")
 
@@ -474,7 +469,7 @@ def test_an_unexpected_error_is_answered_not_raised(
         raise ValueError("disk on fire")
 
     monkeypatch.setattr(deployer, "collect_site_files", boom)
-    run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL))
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL))
 
     assert_readable_failure(cfn.only, "Unexpected ValueError: disk on fire")
 
@@ -498,7 +493,7 @@ def test_work_that_outlasts_the_lambda_answers_failed_in_time(
     context = FakeContext(remaining_ms=deployer.RESPONSE_MARGIN_MS + 500)
     started = time.monotonic()
     try:
-        run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL), context)
+        run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL), context)
     finally:
         release.set()
 
@@ -512,7 +507,7 @@ def test_the_answer_is_retried_when_the_put_fails(
 ) -> None:
     monkeypatch.setattr(deployer.time, "sleep", lambda _: None)
     cfn.failures_left = 2
-    run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL))
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL))
 
     assert cfn.only["Status"] == "SUCCESS"
 
@@ -521,8 +516,8 @@ def test_the_response_url_signature_is_never_logged(
     bucket: str, site_dir: Path, cfn: CfnStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    run(event(cfn, "Create", BucketName=bucket, TokenUrl=TOKEN_URL))
-    run(event(cfn, "Create", BucketName=f"{bucket}-missing", TokenUrl=TOKEN_URL))
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL))
+    run(event(cfn, "Create", BucketName=f"{bucket}-missing", ApiUrl=API_URL))
 
     assert [r.body["Status"] for r in cfn.responses] == ["SUCCESS", "FAILED"]
     ours = [r for r in caplog.records if r.name == "site_deployer"]
