@@ -1,4 +1,4 @@
-"""`talk`: fetch a token from our endpoint, call OpenAI Realtime over WebRTC, say something, record the answer.
+"""`talk`: have our API set up a voice call (or fetch a token for the old path), say something, record the answer.
 
 Progress goes to stderr, transcripts (or, with --events, every server event as JSON) to stdout.
 Exit codes are part of the interface; see `ExitCode`.
@@ -18,44 +18,47 @@ from pathlib import Path
 from typing import Any
 
 from realtime_client.audio import SAMPLE_RATE, MicrophoneTrack
+from realtime_client.calls import CallSetup
+from realtime_client.endings import in_words
+from realtime_client.endpoints import Endpoint, resolve_endpoint
 from realtime_client.errors import (
     AuthError,
     CallRefused,
+    EndpointError,
     EndpointUnreachable,
     RateLimited,
     ServerError,
     SessionError,
-    TokenError,
 )
+from realtime_client.options import fetch_options_async
 from realtime_client.session import RealtimeSession
-from realtime_client.token import DEFAULT_TIMEOUT, Token, fetch_token_async
+from realtime_client.token import DEFAULT_TIMEOUT, fetch_token_async
 from realtime_client.transcripts import TranscriptPrinter
 from realtime_client.turns import TurnTracker
 
 API_KEY_ENV = "TALK_API_KEY"
-# After the server says the answer is over, wait this long for the last audio in flight before hanging up.
-QUIET_BEFORE_HANGUP = 0.4
 READY_TIMEOUT = 10.0
 
 
 class ExitCode(IntEnum):
     OK = 0
-    USAGE = 2  # bad arguments or unreadable --wav
-    AUTH = 3  # 401 from the token endpoint: check --api-key / TALK_API_KEY
+    USAGE = 2  # bad arguments, unreadable --wav, or --say on the live backend
+    AUTH = 3  # 401 from our API: check --api-key / TALK_API_KEY
     RATE_LIMITED = 4  # 429: the retry delay is printed
-    TOKEN_ERROR = 5  # any other token failure: 4xx, 5xx, unreachable, malformed answer
-    CALL_REFUSED = 6  # OpenAI refused the SDP offer (expired or unknown token)
+    SETUP_FAILED = 5  # any other failure of our API: 4xx, 5xx, unreachable, malformed answer
+    TOKEN_ERROR = 5  # the old name of SETUP_FAILED
+    CALL_REFUSED = 6  # OpenAI refused the SDP offer of the token path (expired or unknown token)
     NO_CONNECTION = 7  # WebRTC never came up, or no audio came back
     INTERRUPTED = 130
 
 
 EPILOG = """exit codes:
-  0  the assistant answered and its audio was received
-  2  usage error (bad arguments, unreadable --wav)
-  3  the token endpoint refused our API key (401)
-  4  rate limited (429); "(retry after N s)" is printed
-  5  any other token failure (4xx, 5xx, unreachable, timeout, malformed answer)
-  6  OpenAI refused the call (e.g. the token expired)
+  0  the assistant answered and its audio was received (also when the server then ended the call at its limit)
+  2  usage error (bad arguments, unreadable --wav, --say on the live backend)
+  3  our API refused the API key (401)
+  4  rate limited or today's budget is spent (429); "(retry after N s)" is printed
+  5  any other failure of our API (4xx such as a wrong URL, 5xx, unreachable, timeout, malformed answer)
+  6  OpenAI refused the call of the --token-route path (e.g. the token expired)
   7  the WebRTC connection failed, or no audio came back
 """
 
@@ -63,22 +66,34 @@ EPILOG = """exit codes:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="talk",
-        description="Talk to OpenAI Realtime through a token-vending endpoint.",
+        description="Talk to OpenAI (Realtime or GPT-Live) through this stack's API.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--endpoint", required=True, help="the full token URL, e.g. https://example.org/token")
-    parser.add_argument("--api-key", help=f"API key of the token service (default: ${API_KEY_ENV})")
+    parser.add_argument(
+        "--endpoint",
+        required=True,
+        help="the stack's ApiUrl (https://<id>.execute-api.<region>.amazonaws.com) or its /calls or /token URL",
+    )
+    parser.add_argument(
+        "--token-route",
+        action="store_true",
+        help="fetch an ephemeral token from /token and call OpenAI with it (needs EnableTokenRoute=true); "
+        "implied by a --endpoint ending in /token",
+    )
+    parser.add_argument("--api-key", help=f"API key of this stack's API (default: ${API_KEY_ENV})")
     parser.add_argument("--voice", help="voice to ask for (see GET /options)")
     parser.add_argument("--preset", help="preset to ask for (see GET /options)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--say", metavar="TEXT", help="send TEXT as a user message (the microphone stays silent)")
+    source.add_argument(
+        "--say", metavar="TEXT", help="send TEXT as a user message (Realtime only; the microphone stays silent)"
+    )
     source.add_argument("--wav", type=Path, help="play this audio file as the microphone (any rate, channels)")
     parser.add_argument("--out", type=Path, help="write the assistant's audio here (WAV, 48 kHz mono 16-bit)")
     parser.add_argument("--seconds", type=float, default=30.0, help="hang up after this long at most (default 30)")
     parser.add_argument("--events", action="store_true", help="print every server event as a JSON line on stdout")
     parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, help=f"token request timeout (default {DEFAULT_TIMEOUT:g})"
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help=f"API request timeout (default {DEFAULT_TIMEOUT:g})"
     )
     return parser
 
@@ -107,7 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(args: argparse.Namespace) -> str | None:
-    if not args.endpoint.startswith(("http://", "https://")):
+    try:
+        resolve_endpoint(args.endpoint)
+    except ValueError:
         return "--endpoint must be an http(s) URL"
     if args.seconds <= 0:
         return "--seconds must be positive"
@@ -122,36 +139,69 @@ def _check(args: argparse.Namespace) -> str | None:
 
 async def _talk(args: argparse.Namespace, microphone: MicrophoneTrack | None) -> int:
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    _progress(f"fetching token from {args.endpoint}")
+    endpoint = resolve_endpoint(args.endpoint)
+    if args.token_route or endpoint.route == "token":
+        return await _talk_with_token(args, endpoint, api_key, microphone)
+    try:
+        options = await fetch_options_async(endpoint.api_url, timeout=args.timeout)
+    except EndpointError as exc:
+        return _setup_failure(exc)
+    if options.backend == "live" and args.say is not None:
+        _progress(
+            "error: this stack runs the live backend, which takes no text from a client (its allow-list lets a "
+            "client only speak): use --wav instead of --say"
+        )
+        return ExitCode.USAGE
+    setup = CallSetup(
+        endpoint.api_url,
+        api_key=api_key,
+        voice=args.voice,
+        preset=args.preset,
+        backend=options.backend,
+        timeout=args.timeout,
+    )
+    _progress(f"setting up a call at {endpoint.calls_url} (backend {options.backend})")
+    return await _call(args, RealtimeSession(setup, **_session_kwargs(args, microphone)))
+
+
+async def _talk_with_token(
+    args: argparse.Namespace, endpoint: Endpoint, api_key: str | None, microphone: MicrophoneTrack | None
+) -> int:
+    _progress(f"fetching token from {endpoint.token_url}")
     try:
         token = await fetch_token_async(
-            args.endpoint, api_key=api_key, voice=args.voice, preset=args.preset, timeout=args.timeout
+            endpoint.token_url, api_key=api_key, voice=args.voice, preset=args.preset, timeout=args.timeout
         )
-    except TokenError as exc:
-        return _token_failure(exc)
+    except EndpointError as exc:
+        return _setup_failure(exc)
     _progress(
         f"token ok (model {token.model or '?'}, voice {token.voice or '?'}, preset {token.preset or '?'}, "
         f"expires in {max(0, round(token.expires_in()))} s)"
     )
-    return await _call(args, token, microphone)
+    _progress(f"connecting to {token.realtime_url}")
+    return await _call(args, RealtimeSession(token, **_session_kwargs(args, microphone)))
 
 
-def _token_failure(exc: TokenError) -> int:
+def _setup_failure(exc: EndpointError) -> int:
     if isinstance(exc, AuthError):
-        _progress(f"token endpoint refused the API key: {exc.code}: {exc.message}")
+        _progress(f"the API refused the API key: {exc.code}: {exc.message}")
         return ExitCode.AUTH
     if isinstance(exc, RateLimited):
         _progress(f"rate limited ({exc.code}): {exc.message} (retry after {exc.retry_after} s)")
         return ExitCode.RATE_LIMITED
     if isinstance(exc, EndpointUnreachable):
-        _progress(f"token endpoint unreachable ({exc.code}): {exc.message}")
-        return ExitCode.TOKEN_ERROR
+        _progress(f"the API is unreachable ({exc.code}): {exc.message}")
+        return ExitCode.SETUP_FAILED
     retry = f" (retry after {exc.retry_after} s)" if isinstance(exc, ServerError) and exc.retry_after else ""
-    _progress(f"token request failed: HTTP {exc.status} {exc.code}: {exc.message}{retry}")
-    return ExitCode.TOKEN_ERROR
+    _progress(f"the API request failed: HTTP {exc.status} {exc.code}: {exc.message}{retry}")
+    return ExitCode.SETUP_FAILED
 
 
-async def _call(args: argparse.Namespace, token: Token, microphone: MicrophoneTrack | None) -> int:
+def _session_kwargs(args: argparse.Namespace, microphone: MicrophoneTrack | None) -> dict[str, Any]:
+    return {"microphone": microphone, "record_to": args.out}
+
+
+async def _call(args: argparse.Namespace, session: RealtimeSession) -> int:
     tracker = TurnTracker()
     printer = TranscriptPrinter(sys.stdout, stream=sys.stdout.isatty())
 
@@ -166,12 +216,16 @@ async def _call(args: argparse.Namespace, token: Token, microphone: MicrophoneTr
             error = event.get("error") if isinstance(event.get("error"), dict) else {}
             _progress(f"server error: {error.get('code') or error.get('type')}: {error.get('message')}")
 
-    session = RealtimeSession(token, microphone=microphone, record_to=args.out, on_event=on_event)
-    _progress(f"connecting to {token.realtime_url}")
+    session.on_event(on_event)
     try:
         await session.connect()
         _progress(f"connected (call {session.call_id or '?'})")
+        if session.max_seconds is not None:
+            _progress(f"call limit: {session.max_seconds} s")
+        tracker.live = session.backend == "live"
         await _converse(args, session, tracker)
+    except EndpointError as exc:
+        return _setup_failure(exc)
     except CallRefused as exc:
         _progress(f"call refused: HTTP {exc.status}: {exc.message}")
         return ExitCode.CALL_REFUSED
@@ -181,34 +235,40 @@ async def _call(args: argparse.Namespace, token: Token, microphone: MicrophoneTr
     finally:
         await session.close()
         printer.close()
+    if session.hangup is not None and session.hangup.credited_seconds:
+        _progress(f"hung up; {session.hangup.credited_seconds} s of the call limit given back")
     return _summary(args, session)
 
 
 async def _converse(args: argparse.Namespace, session: RealtimeSession, tracker: TurnTracker) -> None:
     deadline = time.monotonic() + args.seconds
+    first = "session.started" if tracker.live else "session.created"
     try:
-        # OpenAI sends session.created first; our events are only welcome after it.
+        # The server's first event comes before it accepts ours (GPT-Live starts by itself: no session.start).
         await session.wait_ready(timeout=min(READY_TIMEOUT, args.seconds))
     except TimeoutError:
-        _progress("no session.created yet; carrying on")
+        _progress(f"no {first} yet; carrying on")
     if args.say is not None:
         session.send_text(args.say)
         _progress("sent text")
     elif args.wav is not None:
         _progress(f"playing {args.wav} ({session.microphone.duration:.1f} s)")
     audio_announced = False
+    has_input = args.say is not None or args.wav is not None
     while time.monotonic() < deadline:
-        if not audio_announced and session.recorder.audible:
+        recorder = session.recorder
+        if not audio_announced and recorder.audible:
             _progress("receiving audio")
             audio_announced = True
         # With no input at all there is nothing to answer: run until --seconds.
-        has_input = args.say is not None or args.wav is not None
         tracker.input_finished = has_input and session.microphone.finished.is_set()
-        if tracker.done and session.recorder.quiet_for() >= QUIET_BEFORE_HANGUP:
+        # GPT-Live's transcript can run ahead of its audio, so there the audio must have started to end.
+        heard = recorder.audible or not tracker.live
+        if tracker.done and heard and recorder.quiet_for() >= tracker.quiet_seconds:
             return
-        if not session.connected:
+        if session.ended.is_set() or not session.connected:
             # Whether that is a failure depends on whether the answer already came: `_summary` decides.
-            _progress("the connection closed")
+            _progress(f"the call ended: {in_words(session.end_reason or 'connection_lost')}")
             return
         await asyncio.sleep(0.05)
     _progress(f"{args.seconds:g} s elapsed")

@@ -1,14 +1,14 @@
 """Typed failures, so callers (and the CLI's exit codes) can tell "wait and retry" from "fix your key".
 
-Two families: `TokenError` for the token endpoint, `SessionError` for the WebRTC call to OpenAI.
-No message here ever contains the ephemeral token.
+Two families: `EndpointError` for our own HTTP API (`/calls`, `/token`, `/options`), `SessionError` for the
+WebRTC call itself. No message here ever contains a token or a hangup secret.
 """
 
 from __future__ import annotations
 
 
-class TokenError(Exception):
-    """The token endpoint did not give us a token. `status` is None when no HTTP answer arrived."""
+class EndpointError(Exception):
+    """Our endpoint did not give us what we asked for. `status` is None when no HTTP answer arrived."""
 
     def __init__(self, status: int | None, code: str, message: str) -> None:
         super().__init__(f"{status if status is not None else '-'} {code}: {message}")
@@ -17,11 +17,15 @@ class TokenError(Exception):
         self.message = message
 
 
-class AuthError(TokenError):
+# The family's first name, from when the endpoint only vended tokens; kept so existing `except` clauses work.
+TokenError = EndpointError
+
+
+class AuthError(EndpointError):
     """401: our service's API key is missing, unknown or revoked."""
 
 
-class RateLimited(TokenError):
+class RateLimited(EndpointError):
     """429: per-caller rate limit or the daily budget; `retry_after` is whole seconds."""
 
     def __init__(self, status: int, code: str, message: str, retry_after: int) -> None:
@@ -29,11 +33,19 @@ class RateLimited(TokenError):
         self.retry_after = retry_after
 
 
-class ClientError(TokenError):
+class ClientError(EndpointError):
     """Any other 4xx: the request itself is wrong (bad voice/preset, origin not allowed, too large)."""
 
 
-class ServerError(TokenError):
+class EndpointNotFound(ClientError):
+    """404: the URL is not one of the stack's routes; `url` is the one tried, and the message says what fits."""
+
+    def __init__(self, code: str, message: str, url: str) -> None:
+        super().__init__(404, code, message)
+        self.url = url
+
+
+class ServerError(EndpointError):
     """5xx: the endpoint or OpenAI behind it failed; `retry_after` is set when the server said when to retry."""
 
     def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
@@ -41,14 +53,14 @@ class ServerError(TokenError):
         self.retry_after = retry_after
 
 
-class EndpointUnreachable(TokenError):
+class EndpointUnreachable(EndpointError):
     """No HTTP answer at all: refused, DNS, TLS or timeout."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(None, code, message)
 
 
-class InvalidResponse(TokenError):
+class InvalidResponse(EndpointError):
     """An answer that is not the documented shape (e.g. a 200 with an HTML body, or a redirect)."""
 
 

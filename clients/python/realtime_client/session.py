@@ -1,7 +1,9 @@
-"""One WebRTC call to OpenAI Realtime with an ephemeral token (aiortc).
+"""One WebRTC voice call (aiortc), set up by our API (`/calls`, the default) or with an ephemeral token.
 
-The wire steps are the browser's: data channel `oai-events` before the offer, POST the SDP to the token's
-`realtime_url` with only `Authorization` and `Content-Type: application/sdp`, check for 201, then set the answer.
+The browser's steps: the `oai-events` data channel before the offer, the offer to whoever answers it, then the
+answer. Our API's path adds the call's limit (`ends_at`, `max_seconds`) and a hangup that credits unused time.
+Both backends (OpenAI Realtime and GPT-Live) speak on the same channel; they differ in their first event
+(`session.created` / `session.started`) and in how a call ends (a closed connection / `session.closed`).
 """
 
 from __future__ import annotations
@@ -10,35 +12,42 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from realtime_client.audio import AudioRecorder, MicrophoneTrack
+from realtime_client.calls import Call, CallSetup, HangupResult, create_call, hang_up_call
 from realtime_client.client_events import response_create, user_text_message
-from realtime_client.errors import CallRefused, ConnectionFailed, SessionError
+from realtime_client.endings import CLOSE_REQUESTED, infer_reason
+from realtime_client.errors import ConnectionFailed, EndpointError, SessionError
 from realtime_client.token import Token
+from realtime_client.token_call import post_offer_with_token
 
 EVENTS_CHANNEL = "oai-events"
+# The first server event, after which client events are welcome: Realtime's and GPT-Live's.
+READY_EVENTS = ("session.created", "session.started")
 EventCallback = Callable[[dict[str, Any]], None]
 
 log = logging.getLogger(__name__)
 
 
 class RealtimeSession:
-    """`async with RealtimeSession(token, ...) as session:` connects; leaving the block hangs up.
+    """`async with RealtimeSession(setup, ...) as session:` connects; leaving the block hangs up.
 
-    Server events arrive three ways, pick what suits: `async for event in session.events()` (one consumer),
-    callbacks registered with `on_event`, or `await session.wait_for("response.done")`.
+    `setup` is a `CallSetup` (or just the stack's ApiUrl as a string) for the server-set-up path, or a `Token`
+    from `fetch_token` for the old path. Server events arrive three ways, pick what suits:
+    `async for event in session.events()` (one consumer, ends with the call), callbacks registered with
+    `on_event`, or `await session.wait_for("response.done")`.
     """
 
     def __init__(
         self,
-        token: Token,
+        setup: CallSetup | Token | str,
         *,
         microphone: MicrophoneTrack | None = None,
         record_to: str | Path | None = None,
@@ -46,7 +55,7 @@ class RealtimeSession:
         ice_servers: list[RTCIceServer] | None = None,
         connect_timeout: float = 15.0,
     ) -> None:
-        self._token = token
+        self.setup = CallSetup(setup) if isinstance(setup, str) else setup
         self.microphone = microphone or MicrophoneTrack()
         self.recorder = AudioRecorder(record_to)
         # No STUN by default: OpenAI's side is publicly reachable, and aiortc's default would query Google.
@@ -60,8 +69,14 @@ class RealtimeSession:
         self._channel_open = asyncio.Event()
         self._ready = asyncio.Event()
         self._closed = False
+        self._set_up_at: float | None = None  # time.monotonic() when the offer was answered
+        self.ended = asyncio.Event()
+        self.call: Call | None = None
         self.call_id: str | None = None
+        self.backend: str | None = "realtime" if isinstance(self.setup, Token) else self.setup.backend
         self.session_created: dict[str, Any] | None = None
+        self.end_reason: str | None = None
+        self.hangup: HangupResult | None = None
 
     async def __aenter__(self) -> RealtimeSession:
         await self.connect()
@@ -74,11 +89,24 @@ class RealtimeSession:
     def connected(self) -> bool:
         return self._pc is not None and self._pc.connectionState == "connected" and not self._closed
 
+    @property
+    def ends_at(self) -> int | None:
+        """When the server hangs up (epoch seconds); None on the token path, which has no limit of ours."""
+        return self.call.ends_at if self.call else None
+
+    @property
+    def max_seconds(self) -> int | None:
+        return self.call.max_seconds if self.call else None
+
     def on_event(self, callback: EventCallback) -> None:
         self._callbacks.append(callback)
 
     async def connect(self) -> None:
-        """Offer, post, answer, and wait until media flows and `oai-events` is open."""
+        """Offer, post, answer, and wait until media flows and `oai-events` is open.
+
+        Raises the `EndpointError`s of our API's answer (server path), `CallRefused` (token path),
+        `ConnectionFailed`; a call the server set up is hung up again when connecting fails.
+        """
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
         self._pc = pc
         try:
@@ -93,6 +121,8 @@ class RealtimeSession:
         @pc.on("connectionstatechange")
         def _on_state() -> None:
             state_changed.set()
+            if pc.connectionState in ("closed", "failed") and not self._closed:
+                self._remote_end(pc.connectionState)
 
         @pc.on("track")
         def _on_track(track: MediaStreamTrack) -> None:
@@ -107,6 +137,7 @@ class RealtimeSession:
 
         await pc.setLocalDescription(await pc.createOffer())
         answer_sdp = await self._post_offer(pc.localDescription.sdp)
+        self._set_up_at = time.monotonic()
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
 
         async def connected() -> None:
@@ -124,21 +155,13 @@ class RealtimeSession:
             raise ConnectionFailed(f"{what} not up within {self._connect_timeout:g} s") from None
 
     async def _post_offer(self, sdp: str) -> str:
-        # Exactly these two headers: anything custom breaks the browser's CORS preflight, and we mirror the browser.
-        headers = {"Authorization": f"Bearer {self._token.token}", "Content-Type": "application/sdp"}
-        try:
-            async with httpx.AsyncClient(timeout=self._connect_timeout, follow_redirects=False) as client:
-                response = await client.post(self._token.realtime_url, headers=headers, content=sdp.encode())
-        except httpx.TransportError as exc:
-            raise ConnectionFailed(f"could not post the SDP offer: {type(exc).__name__}: {exc}") from None
-        body = response.text
-        # Handing an error body to setRemoteDescription would only give an opaque SDP parse error.
-        if response.status_code in (200, 201) and body.lstrip().startswith("v="):
-            location = response.headers.get("Location", "")
-            self.call_id = location.rstrip("/").rsplit("/", 1)[-1] or None
-            return body
-        message, code = _openai_error(response)
-        raise CallRefused(response.status_code, message, code)
+        if isinstance(self.setup, Token):
+            answer, self.call_id = await post_offer_with_token(self.setup, sdp, self._connect_timeout)
+            return answer
+        call = await create_call(self.setup, sdp)
+        self.call, self.call_id = call, call.call_id
+        self.backend = self.setup.backend or call.backend
+        return call.sdp
 
     def _on_message(self, message: str | bytes) -> None:
         try:
@@ -148,9 +171,13 @@ class RealtimeSession:
             return
         if not isinstance(event, dict):
             return
-        if event.get("type") == "session.created" and self.session_created is None:
+        kind = event.get("type")
+        if kind in READY_EVENTS and self.session_created is None:
             self.session_created = event
             self._ready.set()
+        if kind == "session.closed" and isinstance(event.get("reason"), str):
+            # GPT-Live says why before the connection goes; that beats any inference from the connection.
+            self.end_reason = event["reason"]
         self._queue.put_nowait(event)
         for callback in list(self._callbacks):
             try:
@@ -158,14 +185,32 @@ class RealtimeSession:
             except Exception:
                 # One broken callback must not stop the others or the call.
                 log.exception("event callback failed")
-        kind = event.get("type")
         for waiter in [w for w in self._waiters if w[0] == kind]:
             self._waiters.remove(waiter)
             if not waiter[1].done():
                 waiter[1].set_result(event)
 
+    def _remote_end(self, connection_state: str) -> None:
+        """The server (or the network) ended the call: record why and release whoever waits on events."""
+        if self.end_reason is None:
+            elapsed = time.monotonic() - self._set_up_at if self._set_up_at is not None else 0.0
+            self.end_reason = infer_reason(
+                connection_state=connection_state, elapsed=elapsed, max_seconds=self.max_seconds
+            )
+        self._finish_waiting(SessionError(f"the call ended: {self.end_reason}"))
+
+    def _finish_waiting(self, error: SessionError) -> None:
+        if self.ended.is_set():
+            return
+        self.ended.set()
+        for _, future in self._waiters:
+            if not future.done():
+                future.set_exception(error)
+        self._waiters.clear()
+        self._queue.put_nowait(None)
+
     async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Every server event in order, until the session closes."""
+        """Every server event in order, until the call ends."""
         while True:
             event = await self._queue.get()
             if event is None:
@@ -173,7 +218,7 @@ class RealtimeSession:
             yield event
 
     async def wait_ready(self, timeout: float | None = None) -> dict[str, Any]:
-        """The `session.created` event, which OpenAI sends before it accepts client events.
+        """The first server event (`session.created` on Realtime, `session.started` on GPT-Live).
 
         Unlike `wait_for`, this also returns if the event arrived while `connect()` was still finishing.
         """
@@ -182,9 +227,9 @@ class RealtimeSession:
         return self.session_created
 
     async def wait_for(self, event_type: str, timeout: float | None = None) -> dict[str, Any]:
-        """The next event of that type, not one already received (see `wait_ready` for `session.created`)."""
-        if self._closed:
-            raise SessionError("session closed")
+        """The next event of that type, not one already received (see `wait_ready` for the first one)."""
+        if self.ended.is_set():
+            raise SessionError("the call has ended")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         waiter = (event_type, future)
         self._waiters.append(waiter)
@@ -201,36 +246,41 @@ class RealtimeSession:
         self._channel.send(json.dumps(event))
 
     def send_text(self, text: str, *, respond: bool = True) -> None:
-        """Add a user text message to the conversation and (by default) ask for a spoken response to it."""
+        """Add a user text message to the conversation and (by default) ask for a spoken response to it.
+
+        Realtime only: a GPT-Live call's allow-list lets the client send only what talking needs, not text.
+        """
+        if self.backend == "live":
+            raise SessionError("the live backend does not accept text from the client: speak instead")
         self.send(user_text_message(text))
         if respond:
             self.send(response_create())
 
     async def close(self) -> None:
-        """Hang up: stop our track, close the peer connection, finish the recording. Safe to call twice."""
+        """Hang up: tell our API (server path), stop our track, close the peer connection, finish the recording.
+
+        Safe to call twice. The API's hangup is best effort with a short timeout: the server ends the call at its
+        limit anyway, the hangup only gives the unused time back.
+        """
         if self._closed:
             return
         self._closed = True
+        if self.end_reason is None:
+            self.end_reason = CLOSE_REQUESTED
         self.microphone.stop()
+        await asyncio.gather(self._hang_up(), self._close_peer())
+        await self.recorder.stop()
+        self._finish_waiting(SessionError("session closed"))
+
+    async def _hang_up(self) -> None:
+        if self.call is None or not isinstance(self.setup, CallSetup):
+            return
+        try:
+            self.hangup = await hang_up_call(self.setup, self.call)
+        except EndpointError as exc:
+            log.warning("hanging up call %s failed (the server ends it at its limit): %s", self.call_id, exc)
+
+    async def _close_peer(self) -> None:
         if self._pc is not None:
             with contextlib.suppress(Exception):
                 await self._pc.close()
-        await self.recorder.stop()
-        for _, future in self._waiters:
-            if not future.done():
-                future.set_exception(SessionError("session closed"))
-        self._waiters.clear()
-        self._queue.put_nowait(None)
-
-
-def _openai_error(response: httpx.Response) -> tuple[str, str | None]:
-    try:
-        data = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        data = None
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        code = error.get("code")
-        return error["message"], code if isinstance(code, str) else None
-    text = " ".join(response.text.split())[:200]
-    return text or f"HTTP {response.status_code} {response.reason_phrase}", None

@@ -5,18 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# After the server says the answer is over, wait this long for the last audio in flight before hanging up.
+REALTIME_QUIET_SECONDS = 0.4
+# GPT-Live says nothing when an answer ends; only a longer silence after it tells.
+LIVE_QUIET_SECONDS = 1.5
+
 
 @dataclass
 class TurnTracker:
-    """Over when: our input is all sent, at least one response is done, none is running, the server has drained
-    its audio buffer, and the user is not mid-utterance (server VAD would start another response).
+    """Over when our input is all sent and the answer has been given.
 
-    `output_audio_buffer.*` only exist on WebRTC/SIP; a server that never sends them simply never blocks the end,
-    which is why the caller also waits for the received audio to go quiet.
+    Realtime: at least one response is done, none is running, the server has drained its audio buffer, and the
+    user is not mid-utterance (server VAD would start another response). `output_audio_buffer.*` only exist on
+    WebRTC/SIP; a server that never sends them simply never blocks the end, which is why the caller also waits
+    for the received audio to go quiet (`quiet_seconds`).
+
+    GPT-Live has no response events: the answer is over once the assistant has said something and its audio
+    has been quiet for `quiet_seconds`.
     """
 
     input_finished: bool = False
+    live: bool = False
     responses_done: int = 0
+    assistant_spoke: bool = False
     _running: set[str] = field(default_factory=set)
     _playing: bool = False
     _user_turn_open: bool = False
@@ -36,16 +47,20 @@ class TurnTracker:
             self._playing = True
         elif kind in ("output_audio_buffer.stopped", "output_audio_buffer.cleared"):
             self._playing = False
+        elif kind == "session.output_transcript.delta":
+            self.assistant_spoke = True
+
+    @property
+    def quiet_seconds(self) -> float:
+        return LIVE_QUIET_SECONDS if self.live else REALTIME_QUIET_SECONDS
 
     @property
     def done(self) -> bool:
-        return (
-            self.input_finished
-            and self.responses_done > 0
-            and not self._running
-            and not self._playing
-            and not self._user_turn_open
-        )
+        if not self.input_finished:
+            return False
+        if self.live:
+            return self.assistant_spoke
+        return self.responses_done > 0 and not self._running and not self._playing and not self._user_turn_open
 
 
 def _response_id(event: dict[str, Any]) -> str:

@@ -86,3 +86,48 @@ def test_cleared_audio_buffer_counts_as_stopped() -> None:
     feed(tracker, "response.created", "output_audio_buffer.started", "response.done", "output_audio_buffer.cleared")
 
     assert tracker.done
+
+
+def live(kind: str, text: str, start_ms: int = 0) -> dict[str, Any]:
+    return {"type": f"session.{kind}_transcript.delta", "event_id": "e", "delta": text, "start_ms": start_ms,
+            "end_ms": start_ms + 100}
+
+
+def test_live_deltas_become_one_line_per_speaker_turn() -> None:
+    events = [
+        {"type": "session.started", "session": {"id": "live_1"}},
+        live("input", "What is "), live("input", "the time?"),
+        live("output", "It is "), {"type": "session.usage.updated", "usage": {"seconds": 3.2}},
+        live("output", "noon."),
+        live("input", "Thanks."),
+    ]
+
+    assert run(events, stream=False) == "you: What is the time?\nassistant: It is noon.\nyou: Thanks.\n"
+
+
+def test_live_streaming_writes_words_as_they_arrive() -> None:
+    events = [live("input", " Hi"), live("input", " there"), live("output", "Hello"), live("output", " you")]
+
+    assert run(events, stream=True) == "you: Hi there\nassistant: Hello you\n"
+
+
+def test_live_utterance_without_text_prints_nothing() -> None:
+    assert run([live("output", " "), live("input", "")], stream=False) == ""
+
+
+def test_live_turn_is_over_once_the_assistant_spoke_and_input_is_all_sent() -> None:
+    tracker = TurnTracker(live=True)
+    tracker.feed({"type": "session.started"})
+    tracker.feed(live("output", "Hello"))
+    assert not tracker.done  # the file is still playing
+
+    tracker.input_finished = True
+    assert tracker.done
+    assert tracker.quiet_seconds > TurnTracker().quiet_seconds  # no response.done: only silence tells
+
+
+def test_live_turn_is_not_over_before_the_assistant_says_anything() -> None:
+    tracker = TurnTracker(live=True, input_finished=True)
+    tracker.feed(live("input", "Hello"))
+
+    assert not tracker.done

@@ -1,0 +1,40 @@
+"""Why a call ended, in the words of GPT-Live's `session.closed.reason`, and in plain words for people.
+
+Realtime sends no terminal event: the peer connection just closes. Its reason is inferred from how (closed
+cleanly or failed) and when (at the call's limit or before it).
+"""
+
+from __future__ import annotations
+
+EXPIRED = "expired"
+CLOSE_REQUESTED = "close_requested"
+CONNECTION_LOST = "connection_lost"
+REMOTE_HANGUP = "remote_hangup"
+CONTENT = "content"
+
+_WORDS = {
+    EXPIRED: "the time limit was reached",
+    CLOSE_REQUESTED: "hung up",
+    CONNECTION_LOST: "the connection was lost",
+    REMOTE_HANGUP: "the other side hung up",
+    CONTENT: "OpenAI's content filter ended it",
+}
+# The server hangs up at the limit, give or take its scheduling; a close this near the limit is the limit.
+LIMIT_SLACK_SECONDS = 2.0
+
+
+def in_words(reason: str) -> str:
+    return _WORDS.get(reason, f"ended ({reason})")
+
+
+def infer_reason(*, connection_state: str, elapsed: float, max_seconds: int | None) -> str:
+    """The `session.closed.reason` Realtime would have sent, for a peer connection the server ended.
+
+    `elapsed` runs from the moment the call was set up, on the client's monotonic clock, so a skewed wall
+    clock cannot turn a limit into a hangup.
+    """
+    if connection_state == "failed":
+        return CONNECTION_LOST
+    if max_seconds is not None and elapsed >= max_seconds - LIMIT_SLACK_SECONDS:
+        return EXPIRED
+    return REMOTE_HANGUP
