@@ -5,15 +5,14 @@ failure, one refresh of a rotated key, and the allowance on every answer."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
+from tests.unit.token.fakes import Limiter, OpenAI, Secrets
 from tokenvend.admission import Admission, RequestFacts
 from tokenvend.errors import ApiError, Code
-from tokenvend.limiter import Allowance
-from tokenvend.openai_client import ClientSecret, FailureKind, Timed, UpstreamFailure
+from tokenvend.limiter import Spend
+from tokenvend.openai_client import FailureKind, UpstreamFailure
 from tokenvend.policy import SessionPolicy
 from tokenvend.settings import Settings
 from tokenvend.vending import TokenVendor
@@ -25,63 +24,10 @@ SETTINGS = Settings.from_env({
 FACTS = RequestFacts(authorization=None, source_ip="203.0.113.9")
 
 
-@dataclass
-class Secrets:
-    keys: list[str] = field(default_factory=lambda: ["sk-fake-cached", "sk-fake-rotated"])
-    reads: list[str] = field(default_factory=list)
-
-    def openai_key(self) -> str:
-        self.reads.append("cached")
-        return self.keys[0]
-
-    def refresh_openai_key(self) -> str:
-        self.reads.append("refresh")
-        self.keys.pop(0)
-        return self.keys[0]
-
-    def hash_salt(self) -> bytes:
-        return b"a-salt-of-sixteen-or-more"
-
-
-@dataclass
-class Limiter:
-    refuse: ApiError | None = None
-    charged: int = 0
-    released: int = 0
-
-    def acquire(self, caller: Any) -> str:
-        if self.refuse:
-            raise self.refuse
-        self.charged += 1
-        return "grant"
-
-    def release(self, grant: str) -> None:
-        self.released += 1
-
-    def allowance(self, caller: Any) -> Allowance:
-        return Allowance(3, 1, 20)
-
-    @staticmethod
-    def allowance_of(grant: str) -> Allowance:
-        return Allowance(3, 2, 10)
-
-
-@dataclass
-class OpenAI:
-    failures: list[UpstreamFailure] = field(default_factory=list)
-    calls: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
-
-    def create_client_secret(self, api_key: str, body: dict[str, Any], safety_identifier: str) -> Timed[ClientSecret]:
-        self.calls.append((api_key, body, safety_identifier))
-        if self.failures:
-            raise self.failures.pop(0)
-        return Timed(ClientSecret("ek_fake", 1_900_000_000), 12.5)
-
-
 def vendor(secrets: Secrets, limiter: Limiter, openai: OpenAI) -> TokenVendor:
     admission = Admission(secrets, limiter, allow_anonymous=True)  # type: ignore[arg-type]
-    return TokenVendor(SessionPolicy(SETTINGS), admission, secrets, limiter, openai,  # type: ignore[arg-type]
-                       SETTINGS.realtime_url)
+    return TokenVendor(SessionPolicy(SETTINGS), admission, secrets, limiter,  # type: ignore[arg-type]
+                       Spend.token(SETTINGS.limits), openai, SETTINGS.realtime_url)  # type: ignore[arg-type]
 
 
 def test_a_token_under_the_policy_with_its_allowance() -> None:
@@ -93,7 +39,7 @@ def test_a_token_under_the_policy_with_its_allowance() -> None:
     ((key, body, safety_id),) = openai.calls
     assert key == "sk-fake-cached" and body["session"]["instructions"] == "Teach."
     assert len(safety_id) == 32 and "203.0.113.9" not in safety_id
-    assert (limiter.charged, limiter.released) == (1, 0)
+    assert (len(limiter.charged), limiter.released) == (1, [])
 
 
 @pytest.mark.parametrize(("voice", "preset"), [("alloy", None), (None, "evil")])
@@ -102,7 +48,7 @@ def test_a_choice_outside_the_policy_charges_nothing_and_reads_nothing(voice: st
     with pytest.raises(ApiError) as caught:
         vendor(secrets, limiter, openai).vend(FACTS, voice, preset)
     assert caught.value.status == 400
-    assert (limiter.charged, secrets.reads, openai.calls) == (0, [], [])
+    assert (limiter.charged, secrets.reads, openai.calls) == ([], [], [])
 
 
 @pytest.mark.parametrize(("kind", "status", "code"), [
@@ -117,7 +63,7 @@ def test_every_upstream_failure_gives_the_budget_back(kind: FailureKind, status:
     assert (caught.value.status, caught.value.code) == (status, code)
     assert caught.value.headers["Retry-After"] == "7"
     assert caught.value.headers["RateLimit-Remaining"] == "1", "the caller's allowance rides on the error"
-    assert (limiter.charged, limiter.released, len(openai.calls)) == (1, 1, 1)
+    assert (len(limiter.charged), len(limiter.released), len(openai.calls)) == (1, 1, 1)
 
 
 def test_a_refused_key_is_refreshed_once_and_retried() -> None:
@@ -134,7 +80,7 @@ def test_a_key_refused_twice_is_502_upstream_auth_and_released() -> None:
     with pytest.raises(ApiError) as caught:
         vendor(Secrets(), limiter, openai).vend(FACTS, None, None)
     assert (caught.value.status, caught.value.code) == (502, Code.UPSTREAM_AUTH)
-    assert (limiter.charged, limiter.released, len(openai.calls)) == (1, 1, 2)
+    assert (len(limiter.charged), len(limiter.released), len(openai.calls)) == (1, 1, 2)
 
 
 def test_a_denial_by_the_limiter_calls_no_one() -> None:
