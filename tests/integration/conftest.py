@@ -64,9 +64,11 @@ def fresh_standin(standin: StandIn) -> StandIn:
 
 @pytest.fixture
 def stack(moto_endpoint: str) -> LocalStack:
-    """A fresh copy of the template's resources (own table and secrets) for each test."""
+    """A fresh copy of the template's resources (own table, secrets and state machine) for each test. The old token
+    route is switched on: most tests of the limiter and of the handler's edges go through it."""
     del moto_endpoint
-    return provision(stack_name=f"t-{uuid.uuid4().hex[:10]}", parameters={"AllowedOrigins": "https://page.example"})
+    return provision(stack_name=f"t-{uuid.uuid4().hex[:10]}",
+                     parameters={"AllowedOrigins": "https://page.example", "EnableTokenRoute": "true"})
 
 
 @pytest.fixture
@@ -78,10 +80,13 @@ def token_api(stack: LocalStack, fresh_standin: StandIn) -> TokenApi:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_secret_in_any_output() -> Iterator[None]:
-    """Runs after the whole suite: the key and the issued tokens appear in no log line or metric."""
+    """Runs after the whole suite: the key, the issued tokens and the hangup tokens appear in no log line or
+    metric."""
     yield
     text = "\n".join(EVIDENCE.lines)
     leaked_keys = [k for k in EVIDENCE.keys if k and k in text]
     leaked_tokens = [t for t in EVIDENCE.tokens if t in text]
+    leaked_hangup_tokens = [t for t in EVIDENCE.hangup_tokens if t in text]
     assert not leaked_keys, f"an OpenAI key appears in {len(leaked_keys)} captured output(s)"
     assert not leaked_tokens, f"{len(leaked_tokens)} issued token(s) appear in captured output"
+    assert not leaked_hangup_tokens, f"{len(leaked_hangup_tokens)} hangup token(s) appear in captured output"

@@ -40,6 +40,7 @@ class Evidence:
 
     lines: list[str] = field(default_factory=list)
     tokens: set[str] = field(default_factory=set)
+    hangup_tokens: set[str] = field(default_factory=set)
     keys: set[str] = field(default_factory=set)
     responses: list[CapturedResponse] = field(default_factory=list)
 
@@ -116,6 +117,8 @@ def record_response(method: str, path: str, status: int, headers: list[tuple[str
     EVIDENCE.responses.append(CapturedResponse(method, path, status, list(headers), body))
     if status == 200 and path == "/token":
         EVIDENCE.tokens.add(json.loads(body)["token"])
+    if status == 201 and path == "/calls":
+        EVIDENCE.hangup_tokens.add(json.loads(body)["hangup_token"])
 
 
 def body_of(response: HttpResponse) -> dict[str, Any]:

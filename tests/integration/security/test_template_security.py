@@ -142,6 +142,9 @@ def test_checkov_on_the_translated_cloudformation_has_no_failed_check(translated
     assert figures["skip_reasons_given"] == figures["skipped"]
 
 
+PRINCIPALS = {"LeashStateMachineRole": "states.amazonaws.com", "LeashFunctionSweeperRole": "scheduler.amazonaws.com"}
+
+
 def _resources_of(statement: dict[str, Any]) -> list[Any]:
     resources = statement.get("Resource", [])
     return resources if isinstance(resources, list) else [resources]
@@ -152,10 +155,19 @@ def test_iam_is_scoped_to_this_stacks_own_resources(existing_secret: str) -> Non
     template = translate(load_template(), {"ExistingSecretArn": existing_secret} if existing_secret else {})
     resources = template["Resources"]
     secret = {"Ref": "ExistingSecretArn"} if existing_secret else {"Ref": "OpenAIKeySecret"}
+    key_secret = {"Fn::If": ["CreateSecret", {"Ref": "OpenAIKeySecret"}, {"Ref": "ExistingSecretArn"}]}
+    leash_function = {"Fn::GetAtt": ["LeashFunction", "Arn"]}
     allowed = {
         "TokenFunctionRole": [
-            {"Fn::If": ["CreateSecret", {"Ref": "OpenAIKeySecret"}, {"Ref": "ExistingSecretArn"}]},
-            {"Ref": "HashSaltSecret"}, {"Fn::GetAtt": ["LimitsTable", "Arn"]}],
+            key_secret, {"Ref": "HashSaltSecret"}, {"Fn::GetAtt": ["LimitsTable", "Arn"]},
+            # its one state machine: start executions of it, stop executions of it
+            {"Ref": "LeashStateMachine"},
+            {"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
+                        "${LeashStateMachine.Name}:*"}],
+        "LeashFunctionRole": [
+            key_secret, {"Fn::GetAtt": ["LimitsTable", "Arn"]}, {"Fn::Sub": "${LimitsTable.Arn}/index/ActiveCalls"}],
+        "LeashStateMachineRole": [leash_function],  # the timer may invoke the leash function and nothing else
+        "LeashFunctionSweeperRole": [leash_function],  # so may the sweeper's schedule
         "SiteDeployerFunctionRole": [
             {"Fn::GetAtt": ["SiteBucket", "Arn"]}, {"Fn::Sub": "${SiteBucket.Arn}/*"},
             {"Fn::Sub": "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${SiteDistribution}"}],
@@ -174,7 +186,11 @@ def test_iam_is_scoped_to_this_stacks_own_resources(existing_secret: str) -> Non
                 for resource in _resources_of(statement):
                     assert resource != "*" and resource in allowed[name], (name, resource)
         principals = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
-        assert principals == {"Service": ["lambda.amazonaws.com"]}
+        assert principals == {"Service": [PRINCIPALS.get(name, "lambda.amazonaws.com")]}, name
+    invokes = {name: [s["Action"] for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+               for name, role in roles.items() if name in PRINCIPALS}
+    assert invokes == {"LeashStateMachineRole": ["lambda:InvokeFunction"],
+                       "LeashFunctionSweeperRole": ["lambda:InvokeFunction"]}
     # The key's secret is the one the stack made, or the one the owner named: nothing else.
     token_env = resources["TokenFunction"]["Properties"]["Environment"]["Variables"]
     assert token_env["OPENAI_SECRET_ARN"]["Fn::If"][1 if not existing_secret else 2] == secret

@@ -1,0 +1,23 @@
+"""Real WebRTC SDP offers, made by aiortc as a browser makes them: an audio transceiver and the `oai-events`
+data channel, ICE candidates gathered."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+
+async def make_offer_async() -> str:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("audio", direction="sendrecv")
+        pc.createDataChannel("oai-events")
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc.localDescription.sdp
+    finally:
+        await pc.close()
+
+
+def make_offer() -> str:
+    return asyncio.run(make_offer_async())
