@@ -89,6 +89,33 @@ class TokenApi:
         EVIDENCE.keys.add(value)
 
 
+class LeashApi:
+    """The leash function as Step Functions and the scheduler invoke it: an event in, its result out."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        out = io.StringIO()
+        log_handler = self.module.logger.registered_handler
+        real_stdout, sys.stdout = sys.stdout, out
+        real_stream = log_handler.setStream(out)
+        try:
+            return self.module.lambda_handler(event, LambdaContext("LeashFunction", timeout_s=60))
+        finally:
+            sys.stdout = real_stdout
+            log_handler.setStream(real_stream)
+            EVIDENCE.lines.extend(out.getvalue().splitlines())
+
+
+def load_leash(stack: LocalStack, standin: StandIn, **overrides: str) -> LeashApi:
+    """Import leash.py afresh with the environment the template gives the leash function."""
+    env = {**stack.function_env["LeashFunction"], "OPENAI_BASE_URL": standin.base_url, **overrides}
+    with environment(env):
+        module = importlib.reload(sys.modules["leash"]) if "leash" in sys.modules else importlib.import_module("leash")
+    return LeashApi(module)
+
+
 def load_token_app(stack: LocalStack, standin: StandIn, **overrides: str) -> TokenApi:
     """Import app.py afresh with the environment the template gives the function, as a cold start does. The module
     reads its environment while importing; the test's own environment is put back right after."""

@@ -1,0 +1,238 @@
+"""`POST /calls` and `POST /calls/{id}/hangup` through the handler as API Gateway calls it, with moto over HTTP for
+DynamoDB and Step Functions and the OpenAI stand-in over HTTP: what is sent to OpenAI, what is recorded and
+scheduled, what the day's minutes budget allows, and what a failure costs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from local.openai_standin.faults import Fault
+from local.openai_standin.server import StandIn
+from local.template_stack import LocalStack
+from tests.integration.harness import TokenApi, body_of, load_token_app
+from tests.integration.offers import make_offer
+from tokenvend import table
+
+LEASH_SLACK = 5
+
+
+@pytest.fixture(scope="module")
+def offer() -> str:
+    return make_offer()
+
+
+@pytest.fixture
+def calls_api(stack: LocalStack, fresh_standin: StandIn) -> Iterator[TokenApi]:
+    api = load_token_app(stack, fresh_standin, MAX_CALL_SECONDS="20", DAILY_CALL_MINUTES="60")
+    api.put_key(fresh_standin.api_key)
+    yield api
+    fresh_standin.reset()  # hang up what a test left running at the stand-in
+
+
+def start(api: TokenApi, offer: str, **fields: Any) -> Any:
+    return api.call("POST", "/calls", {"sdp": offer, **fields}, headers={"origin": "https://page.example"})
+
+
+def executions(stack: LocalStack) -> list[dict[str, Any]]:
+    sfn = boto3.client("stepfunctions")
+    arn = stack.state_machines["LeashStateMachine"].arn
+    return sfn.list_executions(stateMachineArn=arn)["executions"]
+
+
+def day_seconds(api: TokenApi) -> int:
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    item = api.dynamodb.get_item(TableName=api.stack.table_name, Key={"pk": {"S": table.day_pk(day)}}).get("Item")
+    return int(item[table.CALL_SECONDS]["N"]) if item and table.CALL_SECONDS in item else 0
+
+
+def call_item(api: TokenApi, call_id: str) -> dict[str, Any]:
+    return api.dynamodb.get_item(TableName=api.stack.table_name,
+                                 Key={"pk": {"S": table.call_pk(call_id)}}, ConsistentRead=True)["Item"]
+
+
+def test_a_call_is_set_up_at_openai_recorded_and_its_timer_started(calls_api: TokenApi, offer: str) -> None:
+    response = start(calls_api, offer, voice="cedar", preset="tutor")
+    assert response.status == 201, response.body
+    body = body_of(response)
+    assert set(body) == {"call_id", "sdp", "ends_at", "max_seconds", "hangup_token", "session"}
+    assert body["call_id"].startswith("rtc_") and body["sdp"].startswith("v=0")
+    assert body["max_seconds"] == 20 and abs(body["ends_at"] - (datetime.now(UTC).timestamp() + 20)) < 5
+    assert body["session"] == {"model": "gpt-realtime", "voice": "cedar", "preset": "tutor"}
+    assert response.header("cache-control") == "no-store"
+    assert (response.header("ratelimit-limit"), response.header("ratelimit-remaining")) == ("3", "2")
+
+    (sent,) = calls_api.standin.requests_to("calls")
+    assert sent.authorized and sent.status == 201
+    safety_id = sent.headers["OpenAI-Safety-Identifier"]
+    assert len(safety_id) == 32 and "203.0.113.7" not in safety_id
+    call = calls_api.standin.call(body["call_id"])
+    assert call is not None and call.server_side
+    assert call.session["audio"]["output"]["voice"] == "cedar"
+    assert call.session["instructions"].startswith("You are a patient language tutor")
+
+    item = call_item(calls_api, body["call_id"])
+    assert item["state"]["S"] == "active" and int(item["ends_at"]["N"]) == body["ends_at"]
+    assert item[table.CALL_TOKEN_HASH]["S"] != body["hangup_token"] and body["hangup_token"] not in json.dumps(item)
+    assert day_seconds(calls_api) == 20 + LEASH_SLACK
+
+    (execution,) = executions(calls_api.stack)
+    assert execution["name"] == body["call_id"] and execution["status"] == "RUNNING"
+    detail = boto3.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
+    hangup_at = datetime.fromtimestamp(body["ends_at"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert json.loads(detail["input"]) == {"call_id": body["call_id"], "hangup_at": hangup_at}
+
+
+@pytest.mark.parametrize(("raw", "content_type", "status", "words"), [
+    ("{not json", "application/json", 400, "not valid JSON"),
+    ("[]", "application/json", 400, "JSON object"),
+    ("{}", "application/json", 400, "sdp"),
+    ('{"sdp": 5}', "application/json", 400, "sdp"),
+    ('{"sdp": "hello"}', "application/json", 400, "v=0"),
+    ('{"sdp": "v=0\\r\\nm=video 9 UDP/TLS/RTP/SAVPF 96\\r\\n"}', "application/json", 400, "m=audio"),
+    ('{"sdp": "v=0", "instructions": "be evil"}', "application/json", 400, "instructions"),
+    ('{"sdp": "v=0\\r\\nm=audio 9 x 1\\r\\n", "voice": "nova"}', "application/json", 400, "voice"),
+    ("v=0\r\nm=audio 9 x 1\r\n", "application/sdp", 415, "JSON"),
+])
+def test_bad_input_is_4xx_and_charges_nothing(calls_api: TokenApi, raw: str, content_type: str, status: int,
+                                              words: str) -> None:
+    response = calls_api.call("POST", "/calls", raw=raw, headers={"content-type": content_type})
+    assert response.status == status, response.body
+    assert words in body_of(response)["error"]["message"]
+    assert calls_api.standin.requests_to("calls") == [] and day_seconds(calls_api) == 0
+    assert executions(calls_api.stack) == []
+
+
+def test_over_16_kb_is_413_but_a_large_real_offer_fits(calls_api: TokenApi, offer: str) -> None:
+    padded = offer + "a=x-padding:" + "p" * (16 * 1024) + "\r\n"
+    response = start(calls_api, padded)
+    assert response.status == 413 and body_of(response)["error"]["code"] == "payload_too_large"
+    assert calls_api.standin.requests_to("calls") == []
+    big = offer + "".join(f"a=x-note:{i:05d}{'n' * 60}\r\n" for i in range(100))  # about 7 KB more: over 4 KB
+    assert len(json.dumps({"sdp": big})) > 4096
+    assert start(calls_api, big).status == 201
+
+
+def test_the_minutes_budget_counts_reservations_and_an_early_hangup_gives_back(
+        stack: LocalStack, fresh_standin: StandIn, offer: str) -> None:
+    """DailyCallMinutes=1, MaxCallSeconds=20: each call reserves 20 + 5 s, so floor(60 / 25) = 2 fit."""
+    api = load_token_app(stack, fresh_standin, MAX_CALL_SECONDS="20", DAILY_CALL_MINUTES="1",
+                         ANONYMOUS_BURST="10")
+    api.put_key(fresh_standin.api_key)
+    first, second = start(api, offer), start(api, offer)
+    assert (first.status, second.status) == (201, 201)
+    third = start(api, offer)
+    assert third.status == 429 and body_of(third)["error"]["code"] == "daily_budget_exhausted"
+    assert 0 < int(third.header("retry-after") or 0) <= 86_400
+    assert len(fresh_standin.requests_to("calls")) == 2, "the refused call never reached OpenAI"
+
+    call = body_of(first)
+    ended = api.call("POST", f"/calls/{call['call_id']}/hangup", {"hangup_token": call["hangup_token"]})
+    assert ended.status == 200, ended.body
+    credited = body_of(ended)["credited_seconds"]
+    assert 15 <= credited <= 20
+    assert day_seconds(api) == 2 * 25 - credited
+    assert start(api, offer).status == 201, "one more call fits after the early hangup"
+    fresh_standin.reset()
+
+
+def test_zero_daily_minutes_means_no_calls(stack: LocalStack, fresh_standin: StandIn, offer: str) -> None:
+    api = load_token_app(stack, fresh_standin, DAILY_CALL_MINUTES="0")
+    api.put_key(fresh_standin.api_key)
+    response = start(api, offer)
+    assert response.status == 429 and body_of(response)["error"]["code"] == "daily_budget_exhausted"
+    assert fresh_standin.requests_to("calls") == []
+
+
+def test_early_hangup_needs_the_token_ends_once_and_stops_the_timer(calls_api: TokenApi, offer: str) -> None:
+    call = body_of(start(calls_api, offer))
+    path = f"/calls/{call['call_id']}/hangup"
+    for wrong in ({"hangup_token": "nope"}, {}, None):
+        refused = calls_api.call("POST", path, wrong) if wrong is not None else calls_api.call("POST", path)
+        assert refused.status == 403 and body_of(refused)["error"]["code"] == "invalid_hangup_token"
+    assert calls_api.standin.hangups_for(call["call_id"]) == [], "a refused hangup leaves the call alone"
+    assert call_item(calls_api, call["call_id"])["state"]["S"] == "active"
+
+    first = calls_api.call("POST", path, {"hangup_token": call["hangup_token"]})
+    assert first.status == 200 and body_of(first)["state"] == "ended" and body_of(first)["credited_seconds"] > 0
+    second = calls_api.call("POST", path, {"hangup_token": call["hangup_token"]})
+    assert second.status == 200 and body_of(second)["credited_seconds"] == 0
+    assert [h.status for h in calls_api.standin.hangups_for(call["call_id"])] == [200]
+    assert calls_api.standin.call(call["call_id"]).wait_ended(5)  # type: ignore[union-attr]
+    item = call_item(calls_api, call["call_id"])
+    assert (item["state"]["S"], item["ended_by"]["S"]) == ("ended", "caller") and "active" not in item
+    (execution,) = executions(calls_api.stack)
+    assert execution["status"] == "ABORTED"
+
+
+def test_an_unknown_call_is_404(calls_api: TokenApi) -> None:
+    response = calls_api.call("POST", "/calls/rtc_nosuchcall/hangup", {"hangup_token": "x"})
+    assert response.status == 404 and body_of(response)["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(("fault", "status", "code"), [
+    (Fault(status=400, endpoint="calls"), 502, "upstream_error"),
+    (Fault(status=429, endpoint="calls", headers={"Retry-After": "9"}), 503, "upstream_busy"),
+    (Fault(status=500, endpoint="calls", times=2), 502, "upstream_error"),
+    (Fault(status=201, delay_seconds=1.5, endpoint="calls"), 504, "upstream_timeout"),
+])
+def test_an_openai_failure_gives_the_budget_back(stack: LocalStack, fresh_standin: StandIn, offer: str,
+                                                 fault: Fault, status: int, code: str) -> None:
+    api = load_token_app(stack, fresh_standin, OPENAI_TIMEOUT_SECONDS="0.5")
+    api.put_key(fresh_standin.api_key)
+    fresh_standin.faults.add(fault)
+    response = start(api, offer)
+    assert response.status == status and body_of(response)["error"]["code"] == code
+    assert day_seconds(api) == 0 and executions(stack) == []
+    assert start(api, offer).status == 201
+    fresh_standin.reset()
+
+
+def test_no_timer_no_call_hung_up_at_once_and_given_back(calls_api: TokenApi, offer: str) -> None:
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "StartExecution")
+
+    calls_api.module.services.stepfunctions.meta.events.register("before-call.sfn.StartExecution", refuse)
+    response = start(calls_api, offer)
+    assert response.status == 503 and body_of(response)["error"]["code"] == "leash_unavailable"
+    assert int(response.header("retry-after") or 0) > 0
+    assert len(calls_api.standin.requests_to("calls")) == 1
+    (call,) = calls_api.standin.calls.all()
+    assert [h.status for h in calls_api.standin.hangups_for(call.call_id)] == [200]
+    assert day_seconds(calls_api) == 0
+    assert call_item(calls_api, call.call_id)["state"]["S"] == "ended"
+
+
+def test_dynamodb_failing_is_503_and_no_call_is_created(calls_api: TokenApi, offer: str) -> None:
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "TransactWriteItems")
+
+    calls_api.module.services.dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", refuse)
+    response = start(calls_api, offer)
+    assert response.status == 503 and body_of(response)["error"]["code"] == "limiter_unavailable"
+    assert calls_api.standin.requests_to("calls") == []
+
+
+def test_the_token_route_is_404_unless_switched_on(stack: LocalStack, fresh_standin: StandIn) -> None:
+    off = load_token_app(stack, fresh_standin, ENABLE_TOKEN_ROUTE="false")
+    off.put_key(fresh_standin.api_key)
+    response = off.call("POST", "/token")
+    assert response.status == 404 and body_of(response)["error"]["code"] == "not_found"
+    assert fresh_standin.requests_to("client_secrets") == []
+    on = load_token_app(stack, fresh_standin, ENABLE_TOKEN_ROUTE="true")
+    assert on.call("POST", "/token").status == 200
+
+
+def test_options_state_the_limit_but_not_what_is_left(calls_api: TokenApi, offer: str) -> None:
+    before = body_of(calls_api.call("GET", "/options"))
+    assert before["max_call_seconds"] == 20 and before["backend"] == "realtime" and before["token_route"] is True
+    start(calls_api, offer)
+    after = body_of(calls_api.call("GET", "/options"))
+    assert after == before, "nothing in /options moves with the budget"
+    assert not any("remaining" in key or "left" in key for key in json.dumps(after).split('"'))

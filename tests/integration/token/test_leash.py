@@ -1,0 +1,112 @@
+"""The leash function as its two callers invoke it — the call's timer (`{"call_id"}`) and the sweeper
+(`{"sweep": true}`) — against moto and the OpenAI stand-in: it hangs the call up at OpenAI exactly once, marks it
+ended, treats OpenAI's 404 as done, and raises on other failures so the timer retries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from local.openai_standin.faults import Fault
+from local.openai_standin.server import StandIn
+from local.template_stack import LocalStack
+from tests.integration.harness import LeashApi, TokenApi, body_of, load_leash, load_token_app
+from tests.integration.offers import make_offer
+from tokenvend import table
+
+
+@pytest.fixture(scope="module")
+def offer() -> str:
+    return make_offer()
+
+
+@pytest.fixture
+def apis(stack: LocalStack, fresh_standin: StandIn) -> Iterator[tuple[TokenApi, LeashApi]]:
+    api = load_token_app(stack, fresh_standin, MAX_CALL_SECONDS="10")
+    api.put_key(fresh_standin.api_key)
+    yield api, load_leash(stack, fresh_standin)
+    fresh_standin.reset()
+
+
+def start(api: TokenApi, offer: str) -> dict:
+    response = api.call("POST", "/calls", {"sdp": offer})
+    assert response.status == 201, response.body
+    return body_of(response)
+
+
+def item(api: TokenApi, call_id: str) -> dict:
+    return api.dynamodb.get_item(TableName=api.stack.table_name, Key={"pk": {"S": table.call_pk(call_id)}},
+                                 ConsistentRead=True)["Item"]
+
+
+def move_end(api: TokenApi, call_id: str, ends_at: int) -> None:
+    api.dynamodb.update_item(TableName=api.stack.table_name, Key={"pk": {"S": table.call_pk(call_id)}},
+                             UpdateExpression="SET ends_at = :e", ExpressionAttributeValues={":e": {"N": str(ends_at)}})
+
+
+def test_the_timer_hangs_up_once_and_marks_the_call_ended(apis: tuple[TokenApi, LeashApi], offer: str) -> None:
+    api, leash = apis
+    call = start(api, offer)
+    assert leash.invoke({"call_id": call["call_id"]}) == {"call_id": call["call_id"], "outcome": "hung_up"}
+    assert api.standin.call(call["call_id"]).wait_ended(5)  # type: ignore[union-attr]
+    record = item(api, call["call_id"])
+    assert (record["state"]["S"], record["ended_by"]["S"]) == ("ended", "leash") and "active" not in record
+    assert leash.invoke({"call_id": call["call_id"]})["outcome"] == "already_ended"
+    assert [h.status for h in api.standin.hangups_for(call["call_id"])] == [200]
+
+
+def test_a_call_openai_already_ended_is_done(apis: tuple[TokenApi, LeashApi], offer: str) -> None:
+    api, leash = apis
+    call = start(api, offer)
+    api.standin.reset()  # OpenAI's side is gone: its hangup answers 404
+    assert leash.invoke({"call_id": call["call_id"]})["outcome"] == "already_gone"
+    assert item(api, call["call_id"])["state"]["S"] == "ended"
+
+
+def test_hangup_failing_three_times_then_succeeding_still_ends_the_call(apis: tuple[TokenApi, LeashApi],
+                                                                        offer: str) -> None:
+    """Step Functions retries a raised error; each invocation's own quick retry also counts an attempt."""
+    api, leash = apis
+    call = start(api, offer)
+    api.standin.faults.add(Fault(status=500, times=3, endpoint="hangup"))
+    failures = 0
+    for _ in range(4):  # the state machine's MaxAttempts is 3 retries after the first attempt
+        try:
+            outcome = leash.invoke({"call_id": call["call_id"]})
+            break
+        except Exception:
+            failures += 1
+    else:
+        pytest.fail("the call was never ended")
+    assert failures >= 1 and outcome["outcome"] == "hung_up"
+    assert [h.status for h in api.standin.hangups_for(call["call_id"])] == [500, 500, 500, 200]
+    assert item(api, call["call_id"])["state"]["S"] == "ended"
+
+
+def test_the_sweeper_ends_calls_past_their_end_and_leaves_the_rest(apis: tuple[TokenApi, LeashApi],
+                                                                   offer: str) -> None:
+    api, leash = apis
+    late, current = start(api, offer), start(api, offer)
+    move_end(api, late["call_id"], late["ends_at"] - 60)
+    assert leash.invoke({"sweep": True}) == {"due": 1, "failed": 0}
+    assert item(api, late["call_id"])["ended_by"]["S"] == "sweeper"
+    assert item(api, current["call_id"])["state"]["S"] == "active"
+    assert api.standin.hangups_for(current["call_id"]) == []
+    assert leash.invoke({"sweep": True}) == {"due": 0, "failed": 0}
+
+
+def test_a_sweep_survives_a_failing_call_and_retries_it_next_time(apis: tuple[TokenApi, LeashApi],
+                                                                   offer: str) -> None:
+    api, leash = apis
+    call = start(api, offer)
+    move_end(api, call["call_id"], call["ends_at"] - 60)
+    api.standin.faults.add(Fault(status=503, times=2, endpoint="hangup"))
+    assert leash.invoke({"sweep": True}) == {"due": 1, "failed": 1}
+    assert leash.invoke({"sweep": True}) == {"due": 1, "failed": 0}
+    assert item(api, call["call_id"])["state"]["S"] == "ended"
+
+
+def test_an_event_without_a_call_id_is_ignored(apis: tuple[TokenApi, LeashApi]) -> None:
+    _, leash = apis
+    assert leash.invoke({"something": "else"}) == {"outcome": "ignored"}
