@@ -1,7 +1,75 @@
-"""`python -m local` (what `make run` runs): the whole system on this machine."""
+"""`python -m local` (what `make run` runs): the whole system on this machine until a signal stops it.
 
+PORT picks the port (default 8000), PARAMETER_OVERRIDES the stack parameters as for
+`sam deploy --parameter-overrides` ("MaxCallSeconds=20 DailyCallMinutes=2"), OPENAI_API_KEY and OPENAI_BASE_URL
+the real OpenAI instead of the stand-in. Exit codes: 0 stopped, 1 the port is busy, 2 a parameter is refused.
+"""
+
+from __future__ import annotations
+
+import os
 import sys
+import threading
+import time
 
-from local.system import main
+from local.listener import PortBusy
+from local.parameters import ParameterError, parse_overrides
+from local.supervision import stop_on_signals
+from local.system import LocalSystem
 
-sys.exit(main())
+
+def main() -> int:
+    stop_on_signals()  # first: a signal during start-up stops it as cleanly as one later
+    key = os.environ.get("OPENAI_API_KEY") or None
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        system = LocalSystem(port=int(os.environ.get("PORT", "8000")), openai_api_key=key,
+                             openai_base_url=os.environ.get("OPENAI_BASE_URL"), request_log=log,
+                             parameters=parse_overrides(os.environ.get("PARAMETER_OVERRIDES", "")))
+    except ParameterError as exc:
+        print(f"error: stack parameter {exc}", file=sys.stderr)
+        return 2
+    print("Starting the local system ...", flush=True)
+    started = time.perf_counter()
+    try:
+        system.start()
+    except PortBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # start() has stopped what it had started
+        print("Stopped.", flush=True)
+        return 0
+    try:
+        _banner(system, key, time.perf_counter() - started)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("\nStopping ...", flush=True)
+    finally:
+        system.stop()
+    print("Stopped.", flush=True)
+    return 0
+
+
+def _banner(system: LocalSystem, key: str | None, seconds: float) -> None:
+    assert system.stack is not None
+    openai = ("the real OpenAI (OPENAI_API_KEY is set)" if key
+              else f"the local OpenAI Realtime stand-in at {system.standin.base_url if system.standin else '?'}")
+    leash = ", ".join([f"state machine {logical}" for logical in system.stack.state_machines]
+                      + [f"schedule {s.logical_id} {s.expression}" for s in system.stack.schedules.values()])
+    print(f"""
+  AWS (moto)       {system.moto_url}   table {system.stack.table_name}, secrets from template.yaml
+  OpenAI           {openai}
+  API              {system.api_url}   (POST /calls, POST /token, GET /options, /health, /openapi.json)
+  Leash            {leash or "none in the template"}
+  Function logs    {system.function_log}
+  Started in {seconds:.1f} s.
+
+  Open {system.page_url} and click Talk.   Ctrl-C stops everything.
+""", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

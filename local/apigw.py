@@ -49,15 +49,37 @@ def routes_from_template(resources: dict[str, Any], function_logical_id: str) ->
 
 
 def match_route(routes: list[Route], method: str, path: str) -> tuple[Route | None, dict[str, str] | None]:
+    """API Gateway's order: an exact route, then the most specific route with {parameters}, then a greedy one."""
     for route in routes:
         if route.path == path and route.method in (method, "ANY"):
             return route, None
+    candidates = []
+    for route in routes:
+        params = _path_parameters(route.path, path) if route.method in (method, "ANY") else None
+        if params is not None:
+            candidates.append((sum(not s.startswith("{") for s in route.path.split("/")), route, params))
+    if candidates:
+        _, route, params = max(candidates, key=lambda c: c[0])
+        return route, params
     for route in routes:
         if route.path.endswith("/{proxy+}") and route.method in (method, "ANY"):
             prefix = route.path.removesuffix("{proxy+}")
             if path.startswith(prefix) and len(path) > len(prefix):
                 return route, {"proxy": path[len(prefix):]}
     return None, None
+
+
+def _path_parameters(template: str, path: str) -> dict[str, str] | None:
+    expected, actual = template.split("/"), path.split("/")
+    if template.endswith("+}") or "{" not in template or len(expected) != len(actual):
+        return None
+    params: dict[str, str] = {}
+    for want, got in zip(expected, actual, strict=True):
+        if want.startswith("{") and want.endswith("}") and got:
+            params[want[1:-1]] = got
+        elif want != got:
+            return None
+    return params
 
 
 def is_text(content_type: str | None) -> bool:

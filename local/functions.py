@@ -1,40 +1,51 @@
-"""The token function run as Lambda runs it: in its own processes ("containers"), each importing the handler once
-with the environment the template gives it, then serving one invocation at a time.
+"""A function run as Lambda runs it: in its own processes ("containers"), each importing the handler once with the
+environment the template gives it, then serving one invocation at a time.
 
 Separate processes keep the function's environment and module state away from whoever hosts it (a test run, the
 local system), exactly as containers do, and let several invocations run at once against shared DynamoDB.
+A container never outlives the process that started it: it watches its parent and exits when the parent is gone,
+even when the parent was killed with SIGKILL and could not stop it.
 """
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from local.supervision import watch_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_DIR = ROOT / "functions" / "token"
 
 _handler: Any = None
+_context_args: dict[str, Any] = {}
 
 
-def _start_container(env: dict[str, str], log_path: str) -> None:
-    global _handler
+def _start_container(env: dict[str, str], log_path: str, code_dir: str, handler: str, context_args: dict[str, Any],
+                     parent_pid: int) -> None:
+    global _handler, _context_args
+    # Ctrl-C reaches the whole process group; a container is stopped by its parent, never halfway by the terminal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch_parent(parent_pid)
     os.environ.update(env)
-    sys.path[:0] = [str(FUNCTION_DIR), str(ROOT)]
+    sys.path[:0] = [code_dir, str(ROOT)]
     # Lambda sends the function's stdout to CloudWatch; here, to a file (JSON lines) so the console stays readable.
     sys.stdout = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
-    import app
+    module, _, attribute = handler.rpartition(".")
+    _handler = getattr(importlib.import_module(module), attribute)
+    _context_args = context_args
 
-    _handler = app.lambda_handler
 
-
-def _invoke(event: dict[str, Any]) -> dict[str, Any]:
+def _invoke(event: dict[str, Any]) -> Any:
     from local.apigw import LambdaContext
 
-    return _handler(event, LambdaContext())
+    return _handler(event, LambdaContext(**_context_args))
 
 
 def _warm() -> int:
@@ -42,11 +53,17 @@ def _warm() -> int:
 
 
 class FunctionPool:
-    def __init__(self, env: dict[str, str], *, containers: int = 2, log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], *, containers: int = 2, log_path: Path,
+                 handler: str = "app.lambda_handler", code_dir: Path = FUNCTION_DIR, name: str = "TokenFunction",
+                 memory_mb: int = 256, timeout_s: float = 25) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
-        self._pool = ProcessPoolExecutor(max_workers=containers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_start_container, initargs=(env, str(log_path)))
+        self.name = name
+        env = {**env, "AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb)}
+        context_args = {"function_name": name, "memory_mb": memory_mb, "timeout_s": timeout_s}
+        self._pool = ProcessPoolExecutor(
+            max_workers=containers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_container,
+            initargs=(env, str(log_path), str(code_dir), handler, context_args, os.getpid()))
         self.containers = containers
 
     def warm(self) -> None:
@@ -54,7 +71,7 @@ class FunctionPool:
         for future in [self._pool.submit(_warm) for _ in range(self.containers)]:
             future.result(timeout=60)
 
-    def invoke(self, event: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+    def invoke(self, event: dict[str, Any], timeout: float = 30) -> Any:
         return self._pool.submit(_invoke, event).result(timeout=timeout)
 
     def close(self) -> None:

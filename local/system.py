@@ -1,28 +1,26 @@
 """The whole system on one machine, for `make run` and for tests.
 
-- AWS: a moto server over HTTP, with the table and the secrets created from template.yaml.
+- AWS: a moto server over HTTP, with the table, the secrets and the state machine created from template.yaml.
 - The API: an HTTP server playing API Gateway (HTTP API): v2.0 events to the real `lambda_handler` (in its own
-  processes), responses back, CORS from the template's CorsConfiguration.
+  processes), responses back, CORS from the template's CorsConfiguration (local.gateway, local.http_front).
+- The leash: the state machine's executions and the sweeper's schedule carried out as AWS would, invoking the
+  leash function in its own processes (local.leash).
 - The page: web/ with a config.json pointing at the API, and the Content-Security-Policy header, on the API's
-  port (make run) and, if asked, on a second port: a second origin, as when deployed.
+  port (make run) and, if asked, on a second port: a second origin, as when deployed (local.site).
 - OpenAI: the local Realtime stand-in, unless an OpenAI key is given; then the real OpenAI.
+
+Never half up: the ports are bound first (their numbers go into CORS and config.json) but accept connections only
+once everything behind them is ready; until then a connection is refused, which clients retry.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import logging
-import mimetypes
-import os
 import secrets
-import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,34 +28,23 @@ from urllib.parse import urlsplit
 import boto3
 from moto.server import ThreadedMotoServer
 
-from local.apigw import Cors, HttpResponse, http_api_event, match_route, routes_from_template, to_http_response
+from local import site
+from local.apigw import Cors, Route, routes_from_template
 from local.functions import FunctionPool
+from local.gateway import Gateway, cors_of
+from local.http_front import handler_class
+from local.leash import LeashRunner
+from local.listener import Listener
 from local.openai_standin.server import StandIn
-from local.template_stack import LocalStack, provision
+from local.parameters import validate
+from local.states import LAMBDA_INVOKE
+from local.template_stack import TEMPLATE, LocalStack, load_template, provision
 
-ROOT = Path(__file__).resolve().parent.parent
-WEB = ROOT / "web"
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
-MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway HTTP APIs refuse larger request bodies
-LAMBDA_ENV = {"POWERTOOLS_TRACE_DISABLED": "true", "AWS_LAMBDA_FUNCTION_NAME": "TokenFunction",
-              "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256"}
-
-
-class PortBusy(RuntimeError):
-    pass
-
-
-def _serve(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
-    try:
-        server = ThreadingHTTPServer((host, port), handler)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise PortBusy(f"port {port} is busy: stop what uses it, or choose another with PORT=<n>") from None
-        raise
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name=f"http-{port}", daemon=True).start()
-    return server
+LAMBDA_ENV = {"POWERTOOLS_TRACE_DISABLED": "true"}
+API_FUNCTION = "TokenFunction"  # the function behind the HttpApi's routes
+API_TIMEOUT_SECONDS = 30  # API Gateway's integration timeout
 
 
 class LocalSystem:
@@ -65,15 +52,22 @@ class LocalSystem:
                  openai_api_key: str | None = None, openai_base_url: str | None = None,
                  parameters: dict[str, str] | None = None, env_overrides: dict[str, str] | None = None,
                  containers: int = 2, standin_max_session_seconds: float = 3600,
-                 request_log: Callable[[str], None] | None = None) -> None:
+                 request_log: Callable[[str], None] | None = None, sweeper_period_seconds: float | None = None,
+                 template: Path = TEMPLATE) -> None:
+        """`parameters` are checked against the template's constraints here (ParameterError), before anything
+        starts. `sweeper_period_seconds` replaces the schedules' rate(...) (a minute is long for a test);
+        `template` lets a test run another template (a function that fails on purpose)."""
+        self._parameters = dict(parameters or {})
+        validate(self._parameters, load_template(template).get("Parameters", {}))
         self._host = host
         self._port, self._page_port = port, page_port
         self._openai_api_key = openai_api_key
         self._openai_base_url = openai_base_url
-        self._parameters = dict(parameters or {})
         self._env_overrides = dict(env_overrides or {})
         self._containers = containers
         self._standin_max_session = standin_max_session_seconds
+        self._sweeper_period = sweeper_period_seconds
+        self._template = template
         self.request_log = request_log
         # How long the gateway waits on a silent client connection (idle keep-alive or a stalled body).
         self.client_timeout_seconds: float = 30
@@ -81,11 +75,13 @@ class LocalSystem:
         self.moto: ThreadedMotoServer | None = None
         self.standin: StandIn | None = None
         self.stack: LocalStack | None = None
-        self.functions: FunctionPool | None = None
-        self._servers: list[ThreadingHTTPServer] = []
-        self.api_url = self.page_url = ""
-        self.moto_url = ""
+        self.pools: dict[str, FunctionPool] = {}  # logical id -> the function's containers
+        self.function_envs: dict[str, dict[str, str]] = {}
+        self.leash: LeashRunner | None = None
+        self._listeners: list[Listener] = []
+        self.api_url = self.page_url = self.moto_url = self.realtime_url = ""
         self.cors: Cors | None = None
+        self.routes: list[Route] = []
 
     # --- life cycle -------------------------------------------------------------------------------------------
 
@@ -98,20 +94,46 @@ class LocalSystem:
         return self
 
     def _start(self) -> None:
-        api_server = _serve(self._host, self._port, self._handler_class(serve_api=True))
-        self._servers.append(api_server)
-        api_port = api_server.server_address[1]
-        self.api_url = f"http://{self._host}:{api_port}"
-        page_origins = [f"http://{h}:{api_port}" for h in ("127.0.0.1", "localhost")]
-        if self._page_port is not None:
-            page_server = _serve(self._host, self._page_port, self._handler_class(serve_api=False))
-            self._servers.append(page_server)
-            page_port = page_server.server_address[1]
-            self.page_url = f"http://localhost:{page_port}/"  # another host name too: a distinct origin
-            page_origins += [f"http://{h}:{page_port}" for h in ("127.0.0.1", "localhost")]
-        else:
-            self.page_url = f"http://localhost:{api_port}/"
+        page_origins = self._bind()
+        self._start_moto()
+        extra = self._parameters.get("AllowedOrigins", "none")
+        origins = ",".join(page_origins + [o for o in extra.split(",") if o and o != "none"])
+        # moto keeps its state per process, not per server: a unique name keeps two systems in one process apart.
+        self.stack = provision(f"realtime-token-vend-{secrets.token_hex(3)}",
+                               parameters={**self._parameters, "AllowedOrigins": origins}, session=self.aws,
+                               endpoint_url=self.moto_url, template=self._template)
+        self.cors = cors_of(self.stack)
+        self.routes = routes_from_template(self.stack.resources, API_FUNCTION)
+        base_url = self._start_openai()
+        self._start_functions(base_url)
+        self.leash = LeashRunner(self.client("stepfunctions"), list(self.stack.state_machines.values()),
+                                 list(self.stack.schedules.values()), self._invoke_function,
+                                 sweeper_period_seconds=self._sweeper_period, log=self._log)
+        self.leash.start()
+        gateway = Gateway(self.routes, self.cors, self._invoke_api, domain=urlsplit(self.api_url).netloc)
+        api, *page = self._listeners
+        # Now, and only now, connections are accepted.
+        api.open(handler_class(api=gateway.handle, page=self._page, log=self._log,
+                               client_timeout=lambda: self.client_timeout_seconds))
+        for listener in page:
+            listener.open(handler_class(api=None, page=self._page, log=self._log,
+                                        client_timeout=lambda: self.client_timeout_seconds))
 
+    def _bind(self) -> list[str]:
+        """Take the ports (PortBusy at once if taken) and name the origins the page is served from."""
+        api = Listener(self._host, self._port)
+        self._listeners.append(api)
+        self.api_url = f"http://{self._host}:{api.port}"
+        origins = [f"http://{h}:{api.port}" for h in ("127.0.0.1", "localhost")]
+        if self._page_port is None:
+            self.page_url = f"http://localhost:{api.port}/"
+            return origins
+        page = Listener(self._host, self._page_port)
+        self._listeners.append(page)
+        self.page_url = f"http://localhost:{page.port}/"  # another host name too: a distinct origin
+        return origins + [f"http://{h}:{page.port}" for h in ("127.0.0.1", "localhost")]
+
+    def _start_moto(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
@@ -122,14 +144,9 @@ class LocalSystem:
                                  aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
                                  aws_session_token=AWS_ENV["AWS_SESSION_TOKEN"], region_name=AWS_ENV["AWS_REGION"])
 
-        extra = self._parameters.pop("AllowedOrigins", "none")
-        origins = ",".join(page_origins + [o for o in extra.split(",") if o and o != "none"])
-        # moto keeps its state per process, not per server: a unique name keeps two systems in one process apart.
-        self.stack = provision(f"realtime-token-vend-{secrets.token_hex(3)}",
-                               parameters={"AllowedOrigins": origins, **self._parameters}, session=self.aws,
-                               endpoint_url=self.moto_url)
-        self.cors = _cors_of(self.stack)
-
+    def _start_openai(self) -> str:
+        """The stand-in (or the real OpenAI with a key given), its key in the stack's secret; its base URL."""
+        assert self.stack is not None
         if self._openai_api_key:
             base_url = self._openai_base_url or "https://api.openai.com/v1"
             key = self._openai_api_key
@@ -140,21 +157,33 @@ class LocalSystem:
         self.client("secretsmanager").put_secret_value(
             SecretId=self.stack.physical_ids["OpenAIKeySecret"], SecretString=json.dumps({"api_key": key}))
         self.realtime_url = f"{base_url}/realtime/calls"
-        env = {**AWS_ENV, **LAMBDA_ENV, "AWS_ENDPOINT_URL": self.moto_url,
-               **self.stack.function_env["TokenFunction"], "OPENAI_BASE_URL": base_url, **self._env_overrides}
-        self.function_env = env
-        self.functions = FunctionPool(env, containers=self._containers, log_path=self.workdir / "function.log")
-        self.functions.warm()
-        self.routes = routes_from_template(self.stack.resources, "TokenFunction")
+        return base_url
+
+    def _start_functions(self, openai_base_url: str) -> None:
+        """Containers for each function something invokes: the API's, and the targets of state machines and
+        schedules. All cold starts happen here, at once, not on a first request."""
+        assert self.stack is not None
+        for logical in _invoked_functions(self.stack):
+            function = self.stack.lambdas[logical]
+            env = {**AWS_ENV, **LAMBDA_ENV, "AWS_ENDPOINT_URL": self.moto_url, **function.env,
+                   "OPENAI_BASE_URL": openai_base_url, **self._env_overrides}
+            self.function_envs[logical] = env
+            self.pools[logical] = FunctionPool(env, containers=self._containers, log_path=self.function_log,
+                                               handler=function.handler, code_dir=function.code_dir, name=logical,
+                                               memory_mb=function.memory_mb, timeout_s=function.timeout_s)
+        with ThreadPoolExecutor(max_workers=len(self.pools) or 1) as warming:
+            list(warming.map(FunctionPool.warm, self.pools.values()))
 
     def stop(self) -> None:
-        for server in self._servers:
-            server.shutdown()
-            server.server_close()
-        self._servers.clear()
-        if self.functions:
-            self.functions.close()
-            self.functions = None
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
+        if self.leash:
+            self.leash.stop()
+            self.leash = None
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
         if self.standin:
             self.standin.stop()
             self.standin = None
@@ -168,6 +197,8 @@ class LocalSystem:
     def __exit__(self, *_: Any) -> None:
         self.stop()
 
+    # --- what tests and `make run` use ---------------------------------------------------------------------------
+
     def client(self, service: str) -> Any:
         """A boto3 client for this system's moto, e.g. to create API keys or flip the kill switch in a test."""
         return self.aws.client(service, endpoint_url=self.moto_url)
@@ -177,190 +208,53 @@ class LocalSystem:
         return f"{self.api_url}/token"
 
     @property
+    def calls_url(self) -> str:
+        return f"{self.api_url}/calls"
+
+    @property
     def function_log(self) -> Path:
+        """Every function's log lines (JSON), as CloudWatch would hold them."""
         return self.workdir / "function.log"
 
-    # --- what the page needs -------------------------------------------------------------------------------
+    @property
+    def functions(self) -> FunctionPool | None:
+        """The API function's containers."""
+        return self.pools.get(API_FUNCTION)
+
+    @property
+    def function_env(self) -> dict[str, str]:
+        """The API function's environment, as its containers have it."""
+        return self.function_envs.get(API_FUNCTION, {})
 
     def config_json(self) -> bytes:
-        return json.dumps({"tokenUrl": self.token_url, "optionsUrl": f"{self.api_url}/options"}).encode()
+        return site.config_json(self.api_url)
 
     def content_security_policy(self) -> str:
-        """The same policy CloudFront's response headers policy sets when deployed."""
-        connect = " ".join(dict.fromkeys(["'self'", _origin(self.api_url), _origin(self.realtime_url)]))
-        return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
-                f"connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+        return site.content_security_policy(self.api_url, self.realtime_url)
 
-    # --- the gateway -----------------------------------------------------------------------------------------
+    # --- wiring ---------------------------------------------------------------------------------------------------
 
-    def handle_api(self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes,
-                   source_ip: str) -> HttpResponse:
-        assert self.cors and self.functions
-        origin = next((v for k, v in headers if k.lower() == "origin"), None)
-        if method == "OPTIONS" and origin is not None:
-            lookup = {k.lower(): v for k, v in headers}
-            return self.cors.preflight(origin, lookup.get("access-control-request-method"),
-                                       lookup.get("access-control-request-headers"))
-        route, params = match_route(self.routes, method, path)
-        if route is None:
-            return HttpResponse(404, [("content-type", "application/json")], b'{"message":"Not Found"}')
-        event = http_api_event(method, path, route=route, path_parameters=params, query=query, headers=headers,
-                               body=body or None, source_ip=source_ip, domain=urlsplit(self.api_url).netloc)
-        try:
-            result = self.functions.invoke(event)
-        except Exception:  # what API Gateway says when the integration fails
-            return HttpResponse(500, [("content-type", "application/json")], b'{"message":"Internal Server Error"}')
-        return self.cors.decorate(origin, to_http_response(result))
+    def _invoke_api(self, event: dict[str, Any]) -> Any:
+        return self.pools[API_FUNCTION].invoke(event, timeout=API_TIMEOUT_SECONDS)
 
-    def _handler_class(self, *, serve_api: bool) -> type[BaseHTTPRequestHandler]:
-        system = self
+    def _invoke_function(self, name_or_arn: str, payload: Any) -> Any:
+        assert self.stack is not None
+        function = self.stack.lambda_for(name_or_arn)
+        return self.pools[function.logical_id].invoke(payload, timeout=function.timeout_s)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body are two writes: without this, each answer waits ~40 ms
-            server_version = "local-gateway"
+    def _page(self, path: str) -> Any:
+        return site.page_response(path, csp=self.content_security_policy(), config=self.config_json())
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def setup(self) -> None:
-                self.timeout = system.client_timeout_seconds  # a stalled client loses its connection, not a thread
-                super().setup()
-
-            def _handle(self) -> None:
-                started = time.perf_counter()
-                path, _, query = self.path.partition("?")
-                try:
-                    length = int(self.headers.get("content-length") or 0)
-                    if length < 0:
-                        raise ValueError(length)
-                except ValueError:
-                    self.close_connection = True
-                    self._send(HttpResponse(400, [("content-type", "application/json")], b'{"message":"Bad Request"}'))
-                    return
-                if length > MAX_PAYLOAD_BYTES:  # API Gateway's own cap, before reading (or allocating) anything
-                    self.close_connection = True
-                    self._send(HttpResponse(413, [("content-type", "application/json")],
-                                            b'{"message":"Request Entity Too Large"}'))
-                    return
-                try:
-                    body = self.rfile.read(length) if length else b""
-                except (TimeoutError, ConnectionError):
-                    body = b""
-                if len(body) < length:
-                    # The client went away or stalled mid-body: like API Gateway, never invoke with a partial body.
-                    self.close_connection = True
-                    return
-                static = _static_file(path) if self.command in ("GET", "HEAD") else None
-                if static is not None or (not serve_api and self.command in ("GET", "HEAD")):
-                    response = system._static(path, static)
-                elif serve_api:
-                    response = system.handle_api(self.command, path, query, list(self.headers.items()), body,
-                                                 self.client_address[0])
-                else:
-                    response = HttpResponse(405, [("content-type", "text/plain")], b"method not allowed")
-                self._send(response)
-                if serve_api and static is None:
-                    system._log(self.command, path, response, _caller_label(self.headers, self.client_address[0]),
-                                (time.perf_counter() - started) * 1000)
-
-            def _send(self, response: HttpResponse) -> None:
-                self.send_response(response.status)
-                for name, value in response.headers:
-                    if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(response.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(response.body)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _handle
-
-        return Handler
-
-    def _static(self, path: str, file: Path | None) -> HttpResponse:
-        headers = [("content-security-policy", self.content_security_policy()), ("x-content-type-options", "nosniff"),
-                   ("referrer-policy", "no-referrer"), ("permissions-policy", "microphone=(self)")]
-        if path == "/config.json":
-            return HttpResponse(200, [("content-type", "application/json"), ("cache-control", "no-cache"), *headers],
-                                self.config_json())
-        if file is None:
-            return HttpResponse(404, [("content-type", "text/plain"), *headers], b"not found")
-        kind = "text/javascript" if file.suffix in (".js", ".mjs") else mimetypes.guess_type(file.name)[0]
-        return HttpResponse(200, [("content-type", kind or "application/octet-stream"),
-                                  ("cache-control", "no-cache"), *headers], file.read_bytes())
-
-    def _log(self, method: str, path: str, response: HttpResponse, caller: str, ms: float) -> None:
+    def _log(self, line: str) -> None:
         if self.request_log:
-            self.request_log(f"{method:6} {path:14} {response.status}  {caller:24} {ms:7.1f} ms")
+            self.request_log(line)
 
 
-def _static_file(path: str) -> Path | None:
-    if path == "/config.json":
-        return WEB / "config.json"  # served generated, never from disk
-    relative = "index.html" if path in ("/", "") else path.lstrip("/")
-    candidate = (WEB / relative).resolve()
-    if WEB.resolve() in candidate.parents and candidate.is_file() and not candidate.name.startswith("."):
-        return candidate
-    return None
-
-
-def _caller_label(headers: Any, ip: str) -> str:
-    authorization = headers.get("authorization") or ""
-    if authorization:
-        digest = hashlib.sha256(authorization.encode()).hexdigest()[:8]
-        return f"key#{digest}"
-    return f"anon {ip}"
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _cors_of(stack: LocalStack) -> Cors:
-    """The HttpApi's CORS configuration as API Gateway receives it from the translated template."""
-    config = stack.http_api_cors
-    return Cors(allow_origins=list(config.get("allowOrigins", [])),
-                allow_methods=list(config.get("allowMethods", [])),
-                allow_headers=list(config.get("allowHeaders", [])),
-                expose_headers=list(config.get("exposeHeaders", [])),
-                max_age=config.get("maxAge"))
-
-
-def main() -> int:
-    port = int(os.environ.get("PORT", "8000"))
-    key = os.environ.get("OPENAI_API_KEY") or None
-
-    def log(line: str) -> None:
-        print(line, flush=True)
-
-    print("Starting the local system ...", flush=True)
-    started = time.perf_counter()
-    try:
-        system = LocalSystem(port=port, openai_api_key=key, openai_base_url=os.environ.get("OPENAI_BASE_URL"),
-                             request_log=log).start()
-    except PortBusy as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    assert system.stack is not None
-    openai = ("the real OpenAI (OPENAI_API_KEY is set)" if key
-              else f"the local OpenAI Realtime stand-in at {system.standin.base_url if system.standin else '?'}")
-    print(f"""
-  AWS (moto)       {system.moto_url}   table {system.stack.table_name}, secrets from template.yaml
-  OpenAI           {openai}
-  Token API        {system.api_url}   (POST /token, GET /options, /health, /openapi.json)
-  Function logs    {system.function_log}
-  Started in {time.perf_counter() - started:.1f} s.
-
-  Open {system.page_url} and click Talk.   Ctrl-C stops everything.
-""", flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        print("\nStopping ...", flush=True)
-    finally:
-        system.stop()
-    print("Stopped.", flush=True)
-    return 0
-
+def _invoked_functions(stack: LocalStack) -> list[str]:
+    """The API's function and every function a state machine task or a schedule invokes, in that order."""
+    targets = [schedule.target_arn for schedule in stack.schedules.values()]
+    for machine in stack.state_machines.values():
+        targets += [state["Parameters"]["FunctionName"] for state in machine.definition["States"].values()
+                    if state.get("Resource") == LAMBDA_INVOKE]
+    logical = [API_FUNCTION] + [stack.lambda_for(target).logical_id for target in targets]
+    return list(dict.fromkeys(logical))

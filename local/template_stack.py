@@ -2,13 +2,16 @@
 
 The SAM template is translated with samtranslator (as CloudFormation would), its intrinsic functions are resolved
 with the parameter values, and then the resources moto can hold are created through the AWS API: the DynamoDB
-table (key schema, billing mode, TTL as declared) and the Secrets Manager secrets (moto's CloudFormation skips
-those). The function's environment variables come out of the same translated template.
+table (key schema, billing mode, TTL as declared), the Secrets Manager secrets (moto's CloudFormation skips
+those) and the Step Functions state machines (definition with its substitutions made, as CloudFormation makes
+them). What the local system runs comes out of the same translated template: each function's handler, code and
+environment, each state machine's definition and each schedule's expression and input.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import secrets
@@ -62,6 +65,14 @@ class _NoManagedPolicies:
         }
 
 
+def code_dirs(template: dict[str, Any], template_path: Path = TEMPLATE) -> dict[str, Path]:
+    """Each function's code folder (CodeUri), before translation turns it into an S3 location."""
+    return {logical: (template_path.parent / resource["Properties"]["CodeUri"]).resolve()
+            for logical, resource in template.get("Resources", {}).items()
+            if resource.get("Type") == "AWS::Serverless::Function"
+            and isinstance(resource.get("Properties", {}).get("CodeUri"), str)}
+
+
 def translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
     template = copy.deepcopy(template)
     for resource in template.get("Resources", {}).values():
@@ -73,9 +84,40 @@ def translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str,
     return transform(template, parameters, _NoManagedPolicies())
 
 
+@dataclass(frozen=True)
+class Function:
+    """A Lambda function as the template declares it: what a local "container" needs to run it."""
+
+    logical_id: str
+    name: str
+    arn: str
+    handler: str  # module.attribute, as Lambda's Handler
+    code_dir: Path
+    memory_mb: int
+    timeout_s: int
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    logical_id: str
+    arn: str  # moto's, as StartExecution needs it
+    definition: dict[str, Any]  # the ASL, substitutions made
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """An EventBridge Scheduler schedule (what SAM makes of a ScheduleV2 event)."""
+
+    logical_id: str
+    expression: str  # rate(...)
+    target_arn: str
+    input: str | None
+
+
 @dataclass
 class LocalStack:
-    """What was created, by logical id, and the function environments as the template sets them."""
+    """What was created, by logical id, and what the template says to run."""
 
     name: str
     parameters: dict[str, str]
@@ -83,6 +125,16 @@ class LocalStack:
     function_env: dict[str, dict[str, str]] = field(default_factory=dict)
     http_api_cors: dict[str, Any] = field(default_factory=dict)  # x-amazon-apigateway-cors, resolved
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lambdas: dict[str, Function] = field(default_factory=dict)
+    state_machines: dict[str, StateMachine] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+
+    def lambda_for(self, name_or_arn: str) -> Function:
+        """The function a FunctionName (name, ARN, or ARN with a version or alias) designates."""
+        for function in self.lambdas.values():
+            if name_or_arn in (function.name, function.arn) or name_or_arn.startswith(function.arn + ":"):
+                return function
+        raise KeyError(f"no function {name_or_arn} in the stack")
 
     @property
     def table_name(self) -> str:
@@ -92,6 +144,7 @@ class LocalStack:
 class _Resolver:
     def __init__(self, translated: dict[str, Any], parameters: dict[str, str], physical: dict[str, str],
                  stack_name: str) -> None:
+        self.types = {logical: r["Type"] for logical, r in translated.get("Resources", {}).items()}
         self.params = {**{k: str(v.get("Default", "")) for k, v in translated.get("Parameters", {}).items()},
                        **parameters}
         self.physical = physical
@@ -158,21 +211,34 @@ class _Resolver:
 
     def arn(self, logical: str) -> str:
         physical = self.ref(logical)
-        return physical if physical.startswith("arn:") else f"arn:aws:local:{REGION}:{ACCOUNT_ID}:{physical}"
+        match self.types.get(logical):
+            case _ if physical.startswith("arn:"):
+                return physical
+            case "AWS::Lambda::Function":  # what a state machine's Task and a schedule's Target name
+                return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{physical}"
+            case "AWS::IAM::Role":  # moto checks the role ARN of a state machine
+                return f"arn:aws:iam::{ACCOUNT_ID}:role/{physical}"
+        return f"arn:aws:local:{REGION}:{ACCOUNT_ID}:{physical}"
 
 
 def provision(stack_name: str = "realtime-token-vend", parameters: dict[str, str] | None = None,
-              *, session: boto3.Session | None = None, endpoint_url: str | None = None) -> LocalStack:
-    """Create the template's table and secrets in moto: at `endpoint_url`, or wherever boto3 is pointed."""
+              *, session: boto3.Session | None = None, endpoint_url: str | None = None,
+              template: Path = TEMPLATE) -> LocalStack:
+    """Create the template's table, secrets and state machines in moto: at `endpoint_url`, or wherever boto3 is
+    pointed."""
     parameters = parameters or {}
     session = session or boto3.Session(region_name=REGION)
-    translated = translate(load_template(), parameters)
+    source = load_template(template)
+    translated = translate(source, parameters)
     resources = translated["Resources"]
     stack = LocalStack(name=stack_name, parameters=parameters, resources=resources)
-    physical: dict[str, str] = {}
+    # Functions are named as CloudFormation would (stack-logical): ARNs in definitions and targets resolve to them.
+    physical: dict[str, str] = {logical: f"{stack_name}-{logical}" for logical, r in resources.items()
+                                if r["Type"] in ("AWS::Lambda::Function", "AWS::IAM::Role")}
     resolver = _Resolver(translated, parameters, physical, stack_name)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
     secretsmanager = session.client("secretsmanager", endpoint_url=endpoint_url)
+    stepfunctions = session.client("stepfunctions", endpoint_url=endpoint_url)
 
     for logical, resource in resources.items():
         if "Condition" in resource and not resolver.condition(resource["Condition"]):
@@ -183,10 +249,30 @@ def provision(stack_name: str = "realtime-token-vend", parameters: dict[str, str
                 physical[logical] = _create_table(dynamodb, f"{stack_name}-{logical}", props)
             case "AWS::SecretsManager::Secret":
                 physical[logical] = _create_secret(secretsmanager, f"{stack_name}/{logical}", props)
+            case "AWS::StepFunctions::StateMachine":
+                definition = _definition(props)
+                arn = stepfunctions.create_state_machine(
+                    name=f"{stack_name}-{logical}", definition=json.dumps(definition), roleArn=props["RoleArn"],
+                    type=props.get("StateMachineType", "STANDARD"))["stateMachineArn"]
+                physical[logical] = arn  # Ref of a state machine is its ARN
+                stack.state_machines[logical] = StateMachine(logical, arn, definition)
+            case "AWS::Scheduler::Schedule":
+                target = props["Target"]
+                stack.schedules[logical] = Schedule(logical, props["ScheduleExpression"], target["Arn"],
+                                                    target.get("Input"))
+    # Environments last: they may name what was just created (a state machine's ARN, a table's name).
+    folders = code_dirs(source, template)
     for logical, resource in resources.items():
         if resource["Type"] == "AWS::Lambda::Function":
-            variables = resolver.value(resource["Properties"].get("Environment", {}).get("Variables", {}))
-            stack.function_env[logical] = {k: str(v) for k, v in variables.items()}
+            props = resource["Properties"]
+            variables = resolver.value(props.get("Environment", {}).get("Variables", {}))
+            env = {k: str(v) for k, v in variables.items()}
+            stack.function_env[logical] = env
+            if logical in folders:
+                stack.lambdas[logical] = Function(
+                    logical, physical[logical], resolver.arn(logical), props["Handler"], folders[logical],
+                    int(resolver.value(props.get("MemorySize", 128))), int(resolver.value(props.get("Timeout", 3))),
+                    env)
         if resource["Type"] == "AWS::ApiGatewayV2::Api":
             stack.http_api_cors = resolver.value(resource["Properties"].get("Body", {}).get("x-amazon-apigateway-cors",
                                                                                          {}))
@@ -194,8 +280,18 @@ def provision(stack_name: str = "realtime-token-vend", parameters: dict[str, str
     return stack
 
 
+def _definition(props: dict[str, Any]) -> dict[str, Any]:
+    """The ASL as Step Functions receives it: CloudFormation puts each DefinitionSubstitutions value in for its
+    ${name}."""
+    text = props["DefinitionString"] if "DefinitionString" in props else json.dumps(props["Definition"])
+    substitutions = props.get("DefinitionSubstitutions", {})
+    text = re.sub(r"\$\{([^}]+)\}", lambda m: str(substitutions.get(m[1], m[0])), text)
+    return json.loads(text)
+
+
 def _create_table(client: Any, name: str, props: dict[str, Any]) -> str:
-    kwargs = {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "BillingMode") if k in props}
+    kwargs = {k: props[k] for k in ("AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes")
+              if k in props}
     client.create_table(TableName=name, **kwargs)
     ttl = props.get("TimeToLiveSpecification")
     if ttl:

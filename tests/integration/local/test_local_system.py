@@ -56,7 +56,7 @@ class SpeechLikeTrack(MediaStreamTrack):
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[LocalSystem]:
-    with LocalSystem(port=0, parameters={"TokenTtlSeconds": "120"}) as running:
+    with LocalSystem(port=0, parameters={"TokenTtlSeconds": "120", "EnableTokenRoute": "true"}) as running:
         yield running
 
 
@@ -167,7 +167,7 @@ def _free_port() -> int:
 
 def test_python_m_local_starts_fast_serves_and_stops_on_ctrl_c() -> None:
     port = _free_port()
-    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", "PARAMETER_OVERRIDES": "EnableTokenRoute=true"}
     env.pop("OPENAI_API_KEY", None)
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -1,0 +1,45 @@
+"""API Gateway (HTTP API) in front of the function: CORS preflights answered by the gateway itself, the template's
+routes, the v2.0 event to the function, its result back as an HTTP response with CORS headers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from local.apigw import Cors, HttpResponse, Route, http_api_event, match_route, to_http_response
+from local.template_stack import LocalStack
+
+JSON = [("content-type", "application/json")]
+
+
+class Gateway:
+    def __init__(self, routes: list[Route], cors: Cors, invoke: Callable[[dict[str, Any]], Any], domain: str) -> None:
+        self.routes, self.cors, self._invoke, self._domain = routes, cors, invoke, domain
+
+    def handle(self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes,
+               source_ip: str) -> HttpResponse:
+        origin = next((v for k, v in headers if k.lower() == "origin"), None)
+        if method == "OPTIONS" and origin is not None:
+            lookup = {k.lower(): v for k, v in headers}
+            return self.cors.preflight(origin, lookup.get("access-control-request-method"),
+                                       lookup.get("access-control-request-headers"))
+        route, params = match_route(self.routes, method, path)
+        if route is None:
+            return HttpResponse(404, JSON, b'{"message":"Not Found"}')
+        event = http_api_event(method, path, route=route, path_parameters=params, query=query, headers=headers,
+                               body=body or None, source_ip=source_ip, domain=self._domain)
+        try:
+            result = self._invoke(event)
+        except Exception:  # what API Gateway says when the integration fails
+            return HttpResponse(500, JSON, b'{"message":"Internal Server Error"}')
+        return self.cors.decorate(origin, to_http_response(result))
+
+
+def cors_of(stack: LocalStack) -> Cors:
+    """The HttpApi's CORS configuration as API Gateway receives it from the translated template."""
+    config = stack.http_api_cors
+    return Cors(allow_origins=list(config.get("allowOrigins", [])),
+                allow_methods=list(config.get("allowMethods", [])),
+                allow_headers=list(config.get("allowHeaders", [])),
+                expose_headers=list(config.get("exposeHeaders", [])),
+                max_age=config.get("maxAge"))
