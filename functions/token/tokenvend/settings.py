@@ -161,7 +161,7 @@ def _parse(env: _Env) -> Settings:
         hash_salt_secret_id=env.str("HASH_SALT_SECRET_ARN"),
         table_name=env.str("TABLE_NAME"),
         secret_cache_seconds=env.int("SECRET_CACHE_SECONDS", 300, 0, 3600),
-        model=env.str("REALTIME_MODEL", "gpt-realtime"),
+        model=env.str("REALTIME_MODEL", "gpt-realtime-2.1"),
         voices=voices,
         default_voice=default_voice,
         presets=presets,

@@ -64,7 +64,7 @@ def test_a_call_is_set_up_at_openai_recorded_and_its_timer_started(calls_api: To
     assert set(body) == {"call_id", "sdp", "ends_at", "max_seconds", "hangup_token", "session"}
     assert body["call_id"].startswith("rtc_") and body["sdp"].startswith("v=0")
     assert body["max_seconds"] == 20 and abs(body["ends_at"] - (datetime.now(UTC).timestamp() + 20)) < 5
-    assert body["session"] == {"model": "gpt-realtime", "voice": "cedar", "preset": "tutor"}
+    assert body["session"] == {"model": "gpt-realtime-2.1", "voice": "cedar", "preset": "tutor"}
     assert response.header("cache-control") == "no-store"
     assert (response.header("ratelimit-limit"), response.header("ratelimit-remaining")) == ("3", "2")
 

@@ -21,7 +21,7 @@ def test_vends_a_token_under_the_owner_policy(token_api: TokenApi) -> None:
     body = body_of(response)
     assert body["token"].startswith("ek_")
     assert body["realtime_url"] == f"{token_api.standin.base_url}/realtime/calls"
-    assert body["session"] == {"model": "gpt-realtime", "voice": "cedar", "preset": "tutor"}
+    assert body["session"] == {"model": "gpt-realtime-2.1", "voice": "cedar", "preset": "tutor"}
     assert isinstance(body["expires_at"], int)
     assert response.header("cache-control") == "no-store"
     assert response.header("ratelimit-limit") == "3"
@@ -32,7 +32,7 @@ def test_vends_a_token_under_the_owner_policy(token_api: TokenApi) -> None:
     validate_client_secret_request(sent.body)  # our model of OpenAI's schema, strict
     assert sent.body["expires_after"] == {"anchor": "created_at", "seconds": 60}
     session = sent.body["session"]
-    assert session["type"] == "realtime" and session["model"] == "gpt-realtime"
+    assert session["type"] == "realtime" and session["model"] == "gpt-realtime-2.1"
     assert session["audio"]["output"]["voice"] == "cedar"
     assert session["instructions"].startswith("You are a patient language tutor")
     assert session["audio"]["input"]["transcription"] == {"model": "gpt-4o-mini-transcribe"}
@@ -46,7 +46,7 @@ def test_defaults_when_body_is_absent_or_empty(token_api: TokenApi) -> None:
     for raw in (None, "", "{}"):
         response = token_api.call("POST", "/token", raw=raw, headers={"content-type": "application/json"})
         assert response.status == 200, response.body
-        assert body_of(response)["session"] == {"model": "gpt-realtime", "voice": "marin", "preset": "default"}
+        assert body_of(response)["session"] == {"model": "gpt-realtime-2.1", "voice": "marin", "preset": "default"}
 
 
 def test_safety_identifier_is_stable_per_caller_and_differs_between_callers(token_api: TokenApi) -> None:
@@ -130,7 +130,7 @@ def test_options_is_the_public_policy(token_api: TokenApi) -> None:
     options = body_of(response)
     assert options["voices"][:2] == ["marin", "cedar"] and options["default_voice"] == "marin"
     assert options["presets"] == ["default", "concise", "tutor"] and options["default_preset"] == "default"
-    assert options["token_ttl_seconds"] == 60 and options["model"] == "gpt-realtime"
+    assert options["token_ttl_seconds"] == 60 and options["model"] == "gpt-realtime-2.1"
     assert options["anonymous"] == {"enabled": True, "burst": 3, "rate_per_hour": 10.0, "global_daily_limit": 500}
     assert "instructions" not in response.body.decode() and "You are" not in response.body.decode()
 

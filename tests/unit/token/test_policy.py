@@ -37,7 +37,7 @@ def test_default_request() -> None:
         "expires_after": {"anchor": "created_at", "seconds": 60},
         "session": {
             "type": "realtime",
-            "model": "gpt-realtime",
+            "model": "gpt-realtime-2.1",
             "instructions": PRESETS["default"],
             "audio": {
                 "input": {"turn_detection": {"type": "semantic_vad"},
@@ -144,6 +144,6 @@ def test_public_views_carry_no_instructions_text() -> None:
     assert options(TRANSCRIPTION_MODEL="none")["transcription"] is False
     text = json.dumps(options_) + json.dumps(p.public_session(p.choose("cedar", "tutor")))
     assert not any(instructions in text for instructions in PRESETS.values())
-    assert p.public_session(SessionChoice("cedar", "tutor")) == {"model": "gpt-realtime", "voice": "cedar",
+    assert p.public_session(SessionChoice("cedar", "tutor")) == {"model": "gpt-realtime-2.1", "voice": "cedar",
                                                                   "preset": "tutor"}
 
