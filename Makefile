@@ -33,6 +33,8 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# Stack parameters, as for `sam deploy --parameter-overrides`: make run PARAMETER_OVERRIDES="MaxCallSeconds=20 DailyCallMinutes=2"
+export PARAMETER_OVERRIDES
 run: venv
 	$(PY) -m local
 
