@@ -1,12 +1,12 @@
-"""PCM helpers and the outgoing audio track: 48 kHz mono 16-bit, cut into 20 ms frames.
+"""PCM helpers and the stand-in's voice: 48 kHz mono 16-bit, cut into 20 ms frames.
 
-numpy is not a dependency, so levels use `array` and `math.sumprod`, which run at C speed.
+numpy is not a dependency, so levels use `array` and `math.sumprod`, which run at C speed. The frame format and the
+pacing come from the client package's PacedAudioTrack, so the stand-in and the client cannot disagree about them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fractions
 import math
 import sys
 from array import array
@@ -14,17 +14,14 @@ from collections import deque
 from typing import Literal
 
 import av
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-SAMPLE_RATE = 48_000
-FRAME_MS = 20
-FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
-FRAME_BYTES = FRAME_SAMPLES * 2
+from realtime_client.audio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE, PacedAudioTrack
+
+__all__ = ["FRAME_BYTES", "FRAME_MS", "FRAME_SAMPLES", "SAMPLE_RATE", "MonoPcm", "OutputTrack", "Playback"]
+
+FRAME_MS = FRAME_SAMPLES * 1000 // SAMPLE_RATE
 SILENT_FRAME = bytes(FRAME_BYTES)
 SILENCE_DBFS = -120.0
-
-# A stall longer than this (a busy loop, a paused debugger) restarts the clock instead of bursting frames to catch up.
-_MAX_LAG_SECONDS = 0.2
 
 PlaybackEnd = Literal["done", "cleared", "stopped"]
 
@@ -64,17 +61,6 @@ def tone(seconds: float = 0.6, frequency: float = 660.0, level: float = 0.3) -> 
     if sys.byteorder == "big":
         samples.byteswap()
     return samples.tobytes()
-
-
-def upsample_24k(pcm: bytes) -> bytes:
-    """24 kHz PCM (the Realtime API's `audio/pcm` format) to 48 kHz by repeating samples; good enough for a VAD."""
-    samples = _samples(pcm)
-    doubled = array("h", bytes(4 * len(samples)))
-    doubled[0::2] = samples
-    doubled[1::2] = samples
-    if sys.byteorder == "big":
-        doubled.byteswap()
-    return doubled.tobytes()
 
 
 class MonoPcm:
@@ -121,24 +107,15 @@ class Playback:
             self.finished.set_result(how)
 
 
-class OutputTrack(MediaStreamTrack):
-    """The stand-in's voice: queued playbacks re-timed into 20 ms frames, and silence whenever nothing plays.
+class OutputTrack(PacedAudioTrack):
+    """The stand-in's voice: queued playbacks in order, and silence whenever nothing plays.
 
     Frames never stop, as with OpenAI, so a browser's audio element keeps running between answers.
     """
 
-    kind = "audio"
-
     def __init__(self) -> None:
         super().__init__()
         self._queue: deque[Playback] = deque()
-        self._start: float | None = None
-        self._pts = 0
-        self._time_base = fractions.Fraction(1, SAMPLE_RATE)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._queue)
 
     def play(self, pcm: bytes, tag: str) -> Playback:
         playback = Playback(pcm, tag)
@@ -151,47 +128,19 @@ class OutputTrack(MediaStreamTrack):
         return playback
 
     def clear(self) -> list[Playback]:
-        """Cut everything queued; returns what was cut (the caller reports `output_audio_buffer.cleared`)."""
+        """Cut everything queued (barge-in); returns what was cut, for the caller to report."""
         cut = list(self._queue)
         self._queue.clear()
         for playback in cut:
             playback.end("cleared")
         return cut
 
-    def drop(self, tag: str) -> None:
-        """End one response's audio early as if it had drained (a cancelled response produces no more audio)."""
-        for playback in [p for p in self._queue if p.tag == tag]:
-            self._queue.remove(playback)
-            playback.end("done")
-
     def stop(self) -> None:
         super().stop()
         while self._queue:
             self._queue.popleft().end("stopped")
 
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        else:
-            self._pts += FRAME_SAMPLES
-            wait = self._start + self._pts / SAMPLE_RATE - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif wait < -_MAX_LAG_SECONDS:
-                self._start = loop.time() - self._pts / SAMPLE_RATE
-        if self.readyState != "live":
-            raise MediaStreamError
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(self._next_chunk())
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._pts
-        frame.time_base = self._time_base
-        return frame
-
-    def _next_chunk(self) -> bytes:
+    def next_chunk(self) -> bytes:
         if not self._queue:
             return SILENT_FRAME
         playback = self._queue[0]
@@ -200,4 +149,4 @@ class OutputTrack(MediaStreamTrack):
         if playback.offset >= len(playback.pcm):
             self._queue.popleft()
             playback.end("done")
-        return chunk.ljust(FRAME_BYTES, b"\0")
+        return chunk

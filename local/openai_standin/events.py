@@ -35,34 +35,14 @@ def error_event(
     )
 
 
-def user_audio_item(item_id: str, transcript: str | None = None) -> JsonObject:
-    part: JsonObject = {"type": "input_audio"}
-    if transcript is not None:
-        # The schema types `transcript` as a string; leaving it out until it exists keeps events valid.
-        part["transcript"] = transcript
-    return {
-        "id": item_id,
-        "object": "realtime.item",
-        "type": "message",
-        "status": "completed",
-        "role": "user",
-        "content": [part],
-    }
-
-
-def assistant_item(item_id: str, *, status: str, audio: bool, transcript: str | None) -> JsonObject:
-    content: list[JsonObject] = []
-    if transcript is not None:
-        content.append(
-            {"type": "output_audio", "transcript": transcript} if audio else {"type": "output_text", "text": transcript}
-        )
+def assistant_item(item_id: str, *, status: str, transcript: str) -> JsonObject:
     return {
         "id": item_id,
         "object": "realtime.item",
         "type": "message",
         "status": status,
         "role": "assistant",
-        "content": content,
+        "content": [{"type": "output_audio", "transcript": transcript}],
     }
 
 
@@ -97,11 +77,9 @@ def response_object(
     status: str,
     status_details: JsonObject | None,
     output: list[JsonObject],
-    conversation_id: str | None,
-    modalities: list[str],
+    conversation_id: str,
     session: JsonObject,
     usage_block: JsonObject | None,
-    metadata: JsonObject | None,
 ) -> JsonObject:
     output_audio = (session.get("audio") or {}).get("output") or {}
     response: JsonObject = {
@@ -109,7 +87,7 @@ def response_object(
         "id": response_id,
         "status": status,
         "output": output,
-        "output_modalities": modalities,
+        "output_modalities": ["audio"],
         "max_output_tokens": session.get("max_output_tokens", "inf"),
         "audio": {
             "output": {
@@ -117,7 +95,7 @@ def response_object(
                 "voice": output_audio.get("voice", "alloy"),
             }
         },
-        "metadata": metadata,
+        "metadata": None,
     }
     # OpenAI's examples show these as null while empty, but the schema types them as object/string only;
     # leaving them out keeps every event valid against RealtimeResponse.

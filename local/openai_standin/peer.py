@@ -1,4 +1,8 @@
-"""One WebRTC call: the aiortc peer connection, the `oai-events` channel, both audio directions, and time limits."""
+"""One WebRTC peer of the stand-in: the aiortc connection, the `oai-events` channel, both audio directions and the
+call's lifetime (maximum duration, a peer that never connects or goes away, a hangup).
+
+What is said on the channel is up to a Behaviour: the Realtime conversation or a Live session.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,14 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from local.openai_standin.audio import MonoPcm, OutputTrack
-from local.openai_standin.conversation import Conversation
-from local.openai_standin.events import JsonObject, error_event
+from local.openai_standin.call_log import CallRecord, EndReason
+from local.openai_standin.events import JsonObject
 from local.openai_standin.offer import InvalidOffer, check_offer
 
 log = logging.getLogger(__name__)
@@ -22,51 +26,57 @@ log = logging.getLogger(__name__)
 EVENTS_LABEL = "oai-events"
 # A call whose peer never completes ICE/DTLS is dropped after this long instead of lingering until the maximum.
 CONNECT_TIMEOUT_SECONDS = 30.0
-# How long the expiry error may take to leave before the connection is torn down under it.
+# How long final events (an expiry error, session.closed) may take to leave before the connection goes.
 _FLUSH_SECONDS = 1.0
 # Events held until `oai-events` opens; a peer that never opens it must not grow this for the whole session.
 _MAX_PENDING_EVENTS = 1000
 
 
-def describe_duration(seconds: float) -> str:
-    """As OpenAI words it: "60 minutes"; sub-minute limits (tests) in seconds."""
-    if seconds >= 60 and seconds % 60 == 0:
-        minutes = int(seconds // 60)
-        return f"{minutes} minute" + ("s" if minutes != 1 else "")
-    return f"{seconds:g} second" + ("s" if seconds != 1 else "")
+class Behaviour(Protocol):
+    """What a peer says and does; all calls come from the stand-in's event loop."""
+
+    def opening_events(self) -> list[JsonObject]: ...
+
+    def on_client_message(self, data: str | bytes) -> None: ...
+
+    def on_audio(self, pcm: bytes) -> None: ...
+
+    def closing_events(self, reason: EndReason) -> list[JsonObject]: ...
+
+    async def aclose(self) -> None: ...
 
 
-class RealtimeCall:
-    def __init__(
-        self,
-        call_id: str,
-        session: JsonObject,
-        *,
-        max_session_seconds: float,
-        on_closed: Callable[[RealtimeCall], None] | None = None,
-    ) -> None:
-        self.call_id = call_id
+Send = Callable[[JsonObject], None]
+
+
+class Peer:
+    def __init__(self, record: CallRecord, *, max_session_seconds: float,
+                 on_closed: Callable[[Peer], None] | None = None) -> None:
+        self.record = record
+        self.call_id = record.call_id
         self.max_session_seconds = max_session_seconds
         # iceServers must be an explicit empty list: None makes aiortc fall back to Google's STUN server.
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.output = OutputTrack()
-        self.conversation = Conversation(session, self._send, self.output)
+        self.behaviour: Behaviour | None = None
         self._on_closed = on_closed
         self._channel: RTCDataChannel | None = None
         self._pending: list[JsonObject] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False
+        self._ending = False  # end() has begun: later reasons lose
+        self._closing = False  # teardown has begun: nothing new is spawned or sent
         self.closed = asyncio.Event()
         self.connected = asyncio.Event()
 
     # -- setup -------------------------------------------------------------------------------------------------
 
     async def answer(self, offer_sdp: str) -> str:
-        """The SDP answer, with every ICE candidate gathered; InvalidOffer (and a closed call) if it cannot be."""
+        """The SDP answer, with every ICE candidate gathered; InvalidOffer (and a closed peer) if it cannot be."""
+        assert self.behaviour is not None, "set the behaviour before answering"
         try:
             offered = check_offer(offer_sdp)
         except InvalidOffer:
-            await self.close()
+            await self.end("never_connected")
             raise
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("track", self._on_track)
@@ -77,16 +87,16 @@ class RealtimeCall:
             # setLocalDescription returns once ICE gathering is complete, so the answer carries all candidates.
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # aiortc reports unusable offers (no common codec, bad roles) in many ways
-            await self.close()
+            await self.end("never_connected")
             raise InvalidOffer(f"The SDP offer could not be answered ({type(exc).__name__}: {exc}).") from exc
         if not any(
             t.sender.track is self.output and t.currentDirection in ("sendrecv", "sendonly")
             for t in self.pc.getTransceivers()
         ):
             # Nobody pulls the track's frames, so drain it here to keep playback (and its events) in real time.
-            self._spawn(self._drain_output())
-        self._spawn(self._expire_after(self.max_session_seconds))
-        self._spawn(self._drop_if_unconnected())
+            self.spawn(self._drain_output())
+        self.spawn(self._expire_after(self.max_session_seconds))
+        self.spawn(self._drop_if_unconnected())
         return self.pc.localDescription.sdp
 
     def _attach_output(self, offered: list[Any]) -> None:
@@ -102,30 +112,38 @@ class RealtimeCall:
     # -- aiortc callbacks --------------------------------------------------------------------------------------
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
-        if channel.label != EVENTS_LABEL or self._channel is not None:
+        if channel.label != EVENTS_LABEL or self._channel is not None or self.behaviour is None:
             return
         self._channel = channel
-        channel.on("message", self.conversation.on_client_message)
-        # session.created goes first, then anything the conversation said before the channel opened.
-        self._send(self.conversation.session_created())
+        channel.on("message", self._on_message)
+        # The opening event goes first, then anything said before the channel opened.
         pending, self._pending = self._pending, []
-        for event in pending:
-            self._send(event)
+        for event in [*self.behaviour.opening_events(), *pending]:
+            self.send(event)
+
+    def _on_message(self, data: str | bytes) -> None:
+        try:
+            self.record.client_events.append(json.loads(data))
+        except ValueError:
+            self.record.client_events.append(data if isinstance(data, str) else repr(data))
+        if self.behaviour is not None and not self._closing:
+            self.behaviour.on_client_message(data)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
-            self._spawn(self._consume_input(track))
+            self.spawn(self._consume_input(track))
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
         if state == "connected":
+            self.record.connected = True
             self.connected.set()
         elif state in ("failed", "closed"):
-            self._spawn(self.close())
+            self.spawn(self.end("connection_lost"))
 
     # -- tasks -------------------------------------------------------------------------------------------------
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         if self._closing:
             coro.close()
             return
@@ -146,7 +164,8 @@ class RealtimeCall:
             except MediaStreamError:
                 return
             for chunk in converter.feed(frame):
-                self.conversation.on_audio(chunk)
+                if self.behaviour is not None:
+                    self.behaviour.on_audio(chunk)
 
     async def _drain_output(self) -> None:
         with contextlib.suppress(MediaStreamError):
@@ -155,21 +174,14 @@ class RealtimeCall:
 
     async def _expire_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-        self._send(
-            error_event(
-                "session_expired",
-                f"Your session hit the maximum duration of {describe_duration(seconds)}.",
-            )
-        )
-        await self._flush()
-        await self.close()
+        await self.end("expired")
 
     async def _drop_if_unconnected(self) -> None:
         try:
             await asyncio.wait_for(self.connected.wait(), CONNECT_TIMEOUT_SECONDS)
         except TimeoutError:
             log.info("call %s: peer never connected; closing", self.call_id)
-            await self.close()
+            await self.end("never_connected")
 
     async def _flush(self) -> None:
         channel = self._channel
@@ -184,7 +196,7 @@ class RealtimeCall:
 
     # -- events out --------------------------------------------------------------------------------------------
 
-    def _send(self, event: JsonObject) -> None:
+    def send(self, event: JsonObject) -> None:
         channel = self._channel
         if channel is None:
             if not self._closing and len(self._pending) < _MAX_PENDING_EVENTS:
@@ -192,17 +204,28 @@ class RealtimeCall:
             return
         if channel.readyState == "open":
             channel.send(json.dumps(event))
+            self.record.server_event_types.append(event["type"])
 
     # -- teardown ----------------------------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Idempotent; safe from any task of the call, including the ones it cancels."""
-        if self._closing:
+    async def end(self, reason: EndReason) -> None:
+        """Say goodbye as the behaviour does for `reason`, then tear down. Idempotent: the first reason wins, and
+        safe from any task of the peer, including the ones it cancels."""
+        if self._ending:
             await self.closed.wait()
             return
+        self._ending = True
+        if self.behaviour is not None and reason != "connection_lost":
+            closing = self.behaviour.closing_events(reason)
+            for event in closing:
+                self.send(event)
+            if closing:
+                await self._flush()
         self._closing = True
+        self.record.end(reason)
         try:
-            await self.conversation.aclose()
+            if self.behaviour is not None:
+                await self.behaviour.aclose()
             current = asyncio.current_task()
             tasks = [t for t in self._tasks if t is not current]
             for task in tasks:
@@ -214,3 +237,6 @@ class RealtimeCall:
             self.closed.set()
             if self._on_closed is not None:
                 self._on_closed(self)
+
+    async def close(self) -> None:
+        await self.end("shutdown")

@@ -1,4 +1,6 @@
-"""Our own strict model of OpenAI's `RealtimeCreateClientSecretRequest` (GA shape), as a JSON Schema.
+"""Our own strict model of OpenAI's Realtime session requests (GA shape), as JSON Schema: the body of
+`POST /v1/realtime/client_secrets` and the `session` part of a server-side `POST /v1/realtime/calls`; both carry a
+RealtimeSessionCreateRequestGA.
 
 Strict like OpenAI: an unknown parameter anywhere is an error, types and ranges are checked, and `session.type`
 is required. Only realtime sessions are modelled; the stand-in refuses transcription sessions.
@@ -89,7 +91,11 @@ CLIENT_SECRET_REQUEST = _obj({
     "session": _SESSION,
 })
 
+# The multipart `session` part, wrapped so that error paths name it as OpenAI does: `session.audio...`.
+_CALL_SESSION = _obj({"session": _SESSION}, ["session"])
+
 _VALIDATOR = Draft202012Validator(CLIENT_SECRET_REQUEST)
+_CALL_SESSION_VALIDATOR = Draft202012Validator(_CALL_SESSION)
 
 
 class RequestError(ValueError):
@@ -102,7 +108,17 @@ class RequestError(ValueError):
 
 
 def validate_client_secret_request(body: Any) -> None:
-    errors = sorted(_VALIDATOR.iter_errors(body), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    validate(_VALIDATOR, body)
+
+
+def validate_call_session(session: Any) -> None:
+    """The `session` part of a server-side call; errors name `session.<field>`."""
+    validate(_CALL_SESSION_VALIDATOR, {"session": session})
+
+
+def validate(validator: Draft202012Validator, body: Any) -> None:
+    """RequestError for the shallowest problem, as OpenAI reports one parameter at a time."""
+    errors = sorted(validator.iter_errors(body), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         raise _as_request_error(errors[0])
 

@@ -1,11 +1,12 @@
-"""Energy voice-activity detection: a level threshold with a hangover, in place of OpenAI's VAD models."""
+"""Turn detection: energy voice-activity detection (a level threshold with a hangover, in place of OpenAI's VAD
+models) and the caller's utterances it cuts out of the audio."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from local.openai_standin.audio import FRAME_MS
+from local.openai_standin.audio import FRAME_MS, dbfs, rms
 
 DEFAULT_SILENCE_MS = 500
 # Level dips inside words (stops, plosives) last up to ~150 ms; a shorter hangover than this would cut words apart,
@@ -66,10 +67,6 @@ class EnergyVad:
         self._onset = 0
         self._voiced_end = 0
 
-    def reset(self) -> None:
-        self.in_speech = False
-        self._run_start = None
-
     def feed(self, level_dbfs: float, at_ms: int) -> SpeechStarted | SpeechStopped | None:
         """Feed the level of the 20 ms frame that starts at `at_ms` (ms of input audio since the call began)."""
         voiced = level_dbfs >= self.settings.threshold_dbfs
@@ -94,3 +91,70 @@ class EnergyVad:
             return None
         self.in_speech = False
         return SpeechStopped(onset_ms=self._onset, voiced_end_ms=self._voiced_end, end_ms=frame_end)
+
+
+# Between turns the buffer keeps the prefix padding plus the frames a starting onset may already cover.
+_ONSET_SLACK_MS = 100
+# OpenAI keeps at most ~15 MiB of appended audio; a minute at 48 kHz mono is 5.8 MB and plenty for a stand-in.
+_MAX_BUFFER_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Started:
+    """The caller began speaking; `audio_start_ms` includes the prefix padding, as OpenAI reports it."""
+
+    audio_start_ms: int
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """A finished turn of the caller's, with its audio cut to the speech (plus padding) for the echo."""
+
+    audio_start_ms: int
+    audio_end_ms: int
+    pcm: bytes
+    speech_seconds: float
+
+
+class Listener:
+    """Turns 20 ms frames of the caller's audio into turns: Started, then an Utterance. The timeline is the input
+    audio itself (ms of audio since the first frame), as OpenAI's audio_start_ms/audio_end_ms are."""
+
+    def __init__(self, settings: VadSettings | None) -> None:
+        self._vad = EnergyVad(settings) if settings is not None else None
+        self._buffer: list[tuple[int, bytes]] = []  # (ms since the first frame, frame) of the turn so far
+        self.audio_ms = 0
+
+    @property
+    def settings(self) -> VadSettings:
+        return self._vad.settings if self._vad else VadSettings()
+
+    def reconfigure(self, settings: VadSettings | None) -> None:
+        """New turn detection (a session.update); a turn in progress is forgotten, as OpenAI resets its VAD."""
+        self._vad = EnergyVad(settings) if settings is not None else None
+
+    def feed(self, pcm: bytes) -> Started | Utterance | None:
+        at = self.audio_ms
+        self.audio_ms += FRAME_MS
+        self._buffer.append((at, pcm))
+        if len(self._buffer) * FRAME_MS > _MAX_BUFFER_MS:
+            del self._buffer[0]
+        if self._vad is None:
+            self._buffer.clear()  # no turn detection: nothing will ever take this audio
+            return None
+        padding = self._vad.settings.prefix_padding_ms
+        outcome = self._vad.feed(dbfs(rms(pcm)), at)
+        if isinstance(outcome, SpeechStarted):
+            return Started(audio_start_ms=max(0, outcome.onset_ms - padding))
+        if isinstance(outcome, SpeechStopped):
+            start_ms = max(0, outcome.onset_ms - padding)
+            frames = [f for t, f in self._buffer if start_ms <= t < outcome.voiced_end_ms + TAIL_MS]
+            self._buffer = [(t, f) for t, f in self._buffer if t >= outcome.end_ms]
+            return Utterance(start_ms, outcome.end_ms, b"".join(frames),
+                             (outcome.voiced_end_ms - outcome.onset_ms) / 1000)
+        if not self._vad.in_speech:
+            # Between turns only the prefix padding (and a would-be onset) can still become part of an utterance.
+            excess = len(self._buffer) - (padding + _ONSET_SLACK_MS) // FRAME_MS
+            if excess > 0:
+                del self._buffer[:excess]
+        return None

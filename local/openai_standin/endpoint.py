@@ -1,0 +1,140 @@
+"""What every OpenAI endpoint of the stand-in does around its own logic: read the body, play an injected fault,
+and record the request for tests (the Authorization header reduced to whether it was the standard key)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from local.openai_standin.auth import Credentials
+from local.openai_standin.faults import ENDPOINTS, FaultPlan
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a multipart/form-data body."""
+
+    content_type: str
+    text: str
+
+
+@dataclass
+class Incoming:
+    """A request with its body read: `raw` for any body, `parts` when it was multipart/form-data."""
+
+    request: web.Request
+    raw: bytes = b""
+    parts: dict[str, Part] | None = None
+    call_id: str | None = None  # the id a hangup names
+    malformed: bool = False  # a multipart body that could not be parsed
+
+    @property
+    def authorization(self) -> str:
+        return self.request.headers.get("Authorization", "")
+
+
+@dataclass
+class RecordedRequest:
+    headers: dict[str, str]
+    body: Any
+    authorized: bool  # whether the Authorization header carried the standard key; never its value
+    status: int
+    endpoint: str = "client_secrets"
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """One hangup request, whatever it was answered (a refused or faulted one too)."""
+
+    call_id: str
+    status: int
+    endpoint: str  # "hangup" (Realtime) or "live_hangup"
+
+
+@dataclass
+class RequestLog:
+    """Every request per endpoint, and every hangup. The per-endpoint lists are stable objects, so a caller may keep
+    one and `clear()` it."""
+
+    by_endpoint: dict[str, list[RecordedRequest]] = field(default_factory=lambda: {e: [] for e in ENDPOINTS})
+    hangups: list[Hangup] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, record: RecordedRequest, call_id: str | None) -> None:
+        with self._lock:
+            self.by_endpoint[record.endpoint].append(record)
+            if record.endpoint in ("hangup", "live_hangup") and call_id is not None:
+                self.hangups.append(Hangup(call_id, record.status, record.endpoint))
+
+    def clear(self) -> None:
+        with self._lock:
+            for records in self.by_endpoint.values():
+                records.clear()
+            self.hangups.clear()
+
+
+Handler = Callable[[Incoming], Awaitable[web.StreamResponse]]
+
+
+def endpoint(name: str, handler: Handler, *, faults: FaultPlan, log: RequestLog,
+             credentials: Credentials) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """An aiohttp handler: body read, fault played (before any check, as an outage would), request recorded."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        incoming = Incoming(request, call_id=request.match_info.get("call_id"))
+        if request.content_type == "multipart/form-data":
+            try:
+                incoming.parts = await read_parts(request)
+            except (ValueError, AssertionError, RuntimeError):  # aiohttp's reader on a bad boundary or framing
+                incoming.malformed = True
+        else:
+            incoming.raw = await request.read()
+        response: web.StreamResponse | None = None
+        try:
+            fault = faults.take(name)
+            if fault is not None:
+                response = await fault.respond(request)
+            if response is None:
+                response = await handler(incoming)
+            return response
+        finally:
+            status = response.status if response is not None else 0  # 0: the connection was dropped
+            headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+            record = RecordedRequest(headers, _recorded_body(incoming), credentials.is_standard(incoming.authorization),
+                                     status, name, request.path)
+            log.add(record, incoming.call_id)
+
+    return handle
+
+
+async def read_parts(request: web.Request) -> dict[str, Part]:
+    """The named parts of a multipart body; a later part of the same name wins (OpenAI would take one)."""
+    parts: dict[str, Part] = {}
+    reader = await request.multipart()
+    while True:
+        part = await reader.next()
+        if part is None:
+            return parts
+        if isinstance(part, BodyPartReader) and part.name:
+            content_type = part.headers.get("Content-Type", "text/plain").split(";")[0].strip().lower()
+            parts[part.name] = Part(content_type, (await part.read()).decode("utf-8", "replace"))
+
+
+def _recorded_body(incoming: Incoming) -> Any:
+    if incoming.parts is not None:
+        return {name: _decoded(part.text) if part.content_type == "application/json" else part.text
+                for name, part in incoming.parts.items()}
+    return _decoded(incoming.raw.decode("utf-8", "replace"))
+
+
+def _decoded(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
