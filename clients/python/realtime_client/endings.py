@@ -27,6 +27,21 @@ def in_words(reason: str) -> str:
     return _WORDS.get(reason, f"ended ({reason})")
 
 
+def at_limit(elapsed: float, max_seconds: int | None) -> bool:
+    return max_seconds is not None and elapsed >= max_seconds - LIMIT_SLACK_SECONDS
+
+
+def live_reason(reason: str, *, elapsed: float, max_seconds: int | None) -> str:
+    """GPT-Live's own reason, except that our server's hangup at the call's limit is the limit.
+
+    The leash ends a Live session with a hangup, which Live reports as `close_requested`; for the person on the
+    call that was the time limit, not someone hanging up.
+    """
+    if reason == CLOSE_REQUESTED and at_limit(elapsed, max_seconds):
+        return EXPIRED
+    return reason
+
+
 def infer_reason(*, connection_state: str, elapsed: float, max_seconds: int | None) -> str:
     """The `session.closed.reason` Realtime would have sent, for a peer connection the server ended.
 
@@ -35,6 +50,6 @@ def infer_reason(*, connection_state: str, elapsed: float, max_seconds: int | No
     """
     if connection_state == "failed":
         return CONNECTION_LOST
-    if max_seconds is not None and elapsed >= max_seconds - LIMIT_SLACK_SECONDS:
+    if at_limit(elapsed, max_seconds):
         return EXPIRED
     return REMOTE_HANGUP

@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from realtime_client.audio import AudioRecorder, MicrophoneTrack
 from realtime_client.calls import Call, CallSetup, HangupResult, create_call, hang_up_call
 from realtime_client.client_events import response_create, user_text_message
-from realtime_client.endings import CLOSE_REQUESTED, infer_reason
+from realtime_client.endings import CLOSE_REQUESTED, infer_reason, live_reason
 from realtime_client.errors import ConnectionFailed, EndpointError, SessionError
 from realtime_client.token import Token
 from realtime_client.token_call import post_offer_with_token
@@ -175,9 +175,9 @@ class RealtimeSession:
         if kind in READY_EVENTS and self.session_created is None:
             self.session_created = event
             self._ready.set()
-        if kind == "session.closed" and isinstance(event.get("reason"), str):
+        if kind == "session.closed" and isinstance(event.get("reason"), str) and not self._closed:
             # GPT-Live says why before the connection goes; that beats any inference from the connection.
-            self.end_reason = event["reason"]
+            self.end_reason = live_reason(event["reason"], elapsed=self._elapsed(), max_seconds=self.max_seconds)
         self._queue.put_nowait(event)
         for callback in list(self._callbacks):
             try:
@@ -193,11 +193,14 @@ class RealtimeSession:
     def _remote_end(self, connection_state: str) -> None:
         """The server (or the network) ended the call: record why and release whoever waits on events."""
         if self.end_reason is None:
-            elapsed = time.monotonic() - self._set_up_at if self._set_up_at is not None else 0.0
             self.end_reason = infer_reason(
-                connection_state=connection_state, elapsed=elapsed, max_seconds=self.max_seconds
+                connection_state=connection_state, elapsed=self._elapsed(), max_seconds=self.max_seconds
             )
         self._finish_waiting(SessionError(f"the call ended: {self.end_reason}"))
+
+    def _elapsed(self) -> float:
+        """Seconds since the offer was answered, on our monotonic clock (the server's wall clock may differ)."""
+        return time.monotonic() - self._set_up_at if self._set_up_at is not None else 0.0
 
     def _finish_waiting(self, error: SessionError) -> None:
         if self.ended.is_set():
@@ -268,7 +271,9 @@ class RealtimeSession:
         if self.end_reason is None:
             self.end_reason = CLOSE_REQUESTED
         self.microphone.stop()
-        await asyncio.gather(self._hang_up(), self._close_peer())
+        # Hang up before closing our side, so the server ends the session as a hangup, not as a lost connection.
+        await self._hang_up()
+        await self._close_peer()
         await self.recorder.stop()
         self._finish_waiting(SessionError("session closed"))
 

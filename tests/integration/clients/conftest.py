@@ -1,4 +1,4 @@
-"""Fixtures for the Python client tests: one fake token endpoint + OpenAI answerer per test session."""
+"""Fixtures for the Python client tests: the OpenAI stand-in, and a fake of our API in front of it, per session."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import aioice.ice
 import pytest
 
+from local.openai_standin.server import StandIn
 from tests.audio_files import write_tone
 from tests.integration.clients.fake_services import FakeServices
 
@@ -25,8 +26,14 @@ def _ice_on_loopback() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def services() -> Iterator[FakeServices]:
-    fake = FakeServices()
+def standin(_ice_on_loopback: None) -> Iterator[StandIn]:
+    with StandIn() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def services(standin: StandIn) -> Iterator[FakeServices]:
+    fake = FakeServices(standin)
     fake.start()
     yield fake
     fake.stop()
@@ -37,7 +44,7 @@ def refused_url() -> Iterator[str]:
     """A URL whose port is bound but not listening: connecting is refused, and no other test can take the port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/token"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture(scope="session")

@@ -1,78 +1,122 @@
-"""A real HTTP server on 127.0.0.1 playing both our token endpoint and OpenAI's `/v1/realtime/calls`.
+"""A fake of OUR API (`/options`, `/calls`, `/calls/{id}/hangup`, `/token`) on 127.0.0.1, in front of the real
+OpenAI stand-in, so tests can inject the HTTP failures the real function only gives under duress.
 
-It runs its own event loop in a thread, so synchronous clients, `asyncio.run` inside the CLI and async tests
-can all call it. Each token-endpoint behaviour has its own path, which keeps the tests free of shared state:
+Where a call must connect, the fake does what the function does: it hands the client's real SDP offer to the
+stand-in over HTTP (Realtime: multipart with the standard key; GPT-Live: `POST /v1/live/sessions`) and answers
+with the stand-in's SDP. The token path mints a real `ek_` at the stand-in.
 
-    POST /token                 200 with a token valid for /v1/realtime/calls
-    POST /token/{flavor}        200; flavor "expired" (the call gets 401), "mute" (answers with silence),
-                                "dead" (answers the SDP, then never connects), "hangup" (closes after replying)
-    POST /fail/{status}         the documented error JSON for that status (Retry-After on 429 and 503)
-    POST /html/{status}         a non-JSON (HTML) body with that status
-    POST /slow                  answers after 2 s
-    POST /redirect              301 to /token
-    POST /insecure              200 whose realtime_url is plain http to a non-local host
+Each behaviour is its own API base URL, `/{backend}/{behaviour}`, which keeps the tests free of shared state:
+
+    ok           everything works; calls have a 300 s limit
+    leash-N      calls have an N s limit, and the fake hangs them up at the stand-in when it is reached
+    dead         /calls answers 201 with an SDP answer stripped of its candidates: it never connects
+    fail-S       /calls and /token answer the documented error JSON for status S (Retry-After on 429 and 503)
+    html-S       /calls and /token answer a non-JSON (HTML) body with status S
+    slow         /calls and /token answer after 2 s
+    redirect     /calls and /token answer 301
+    expired      /token gives a token that the stand-in no longer accepts
+    insecure     /token gives a realtime_url that is plain http to a non-local host
+
+`backend` is `realtime` or `live` (what `/options` says and where `/calls` goes); `/token` is 404 on `live`.
+A token's `realtime_url` is the fake's `.../openai/realtime/calls`, which records the SDP post and passes it on to
+the stand-in unchanged, so tests can see exactly what the client sends OpenAI.
+The fake runs its own event loop in a thread, so synchronous clients, `asyncio.run` inside the CLI and async
+tests can all call it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import json
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from aiohttp import web
 
-from tests.integration.clients.fake_realtime_answerer import FakeCall
+from local.openai_standin.server import StandIn
 
 # status -> (code, message, Retry-After or None)
 FAILURES: dict[int, tuple[str, str, int | None]] = {
     400: ("invalid_request", "voice must be one of: marin, cedar", None),
     401: ("invalid_api_key", "The API key is missing or not valid.", None),
-    403: ("origin_not_allowed", "This origin may not request tokens.", None),
+    403: ("origin_not_allowed", "This origin may not use this API.", None),
     413: ("payload_too_large", "The request body is too large.", None),
-    429: ("rate_limited", "Too many tokens requested; slow down.", 7),
+    429: ("daily_budget_exhausted", "Today's call minutes are used up.", 7),
     500: ("not_configured", "The service is not configured yet.", None),
     502: ("upstream_error", "OpenAI returned an error.", None),
-    503: ("upstream_busy", "OpenAI is busy; try again shortly.", 4),
+    503: ("leash_unavailable", "The call could not be given a time limit; try again shortly.", 4),
     504: ("upstream_timeout", "OpenAI did not answer in time.", None),
 }
 RATE_LIMIT_HEADERS = {"RateLimit-Limit": "10", "RateLimit-Remaining": "9", "RateLimit-Reset": "60"}
+DEFAULT_MAX_SECONDS = 300
+SESSION = {"model": "gpt-realtime", "voice": "marin", "preset": "default"}
+LIVE_MODEL = "gpt-live-1.1"
+INSTRUCTIONS = "You are a helpful voice assistant."
+# What the function lets a browser do on GPT-Live: speak, and see what the page renders.
+LIVE_CLIENT_EVENTS: list[str] = []
+LIVE_SERVER_EVENTS = [
+    "session.started",
+    "session.closed",
+    "session.usage.updated",
+    "session.input_transcript.delta",
+    "session.output_transcript.delta",
+    "error",
+]
 
 
 @dataclass
 class RecordedRequest:
+    method: str
     path: str
-    query: str
     headers: dict[str, str]
     body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeCall:
+    call_id: str
+    backend: str
+    hangup_token: str
+    ends_at: float
+    hung_up: bool = False
+    credited_seconds: int | None = None
+    leash: asyncio.Task[None] | None = None
 
 
 @dataclass
 class FakeServices:
+    standin: StandIn
     base_url: str = ""
-    token_requests: list[RecordedRequest] = field(default_factory=list)
-    call_requests: list[RecordedRequest] = field(default_factory=list)
-    calls: list[FakeCall] = field(default_factory=list)
-    issued: set[str] = field(default_factory=set)
-    _valid: dict[str, str] = field(default_factory=dict)  # token -> flavor
+    requests: list[RecordedRequest] = field(default_factory=list)
+    calls: dict[str, FakeCall] = field(default_factory=dict)
+    leash_hangups: list[str] = field(default_factory=list)  # call ids the fake's leash hung up
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
     _thread: threading.Thread | None = None
-    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _openai: httpx.AsyncClient | None = None
 
-    def url(self, path: str) -> str:
-        return self.base_url + path
+    def url(self, behaviour: str = "ok", route: str = "", *, backend: str = "realtime") -> str:
+        """The API base URL for a behaviour, or one of its route URLs."""
+        base = f"{self.base_url}/{backend}/{behaviour}"
+        return f"{base}/{route}" if route else base
+
+    def last(self, suffix: str) -> RecordedRequest:
+        return next(r for r in reversed(self.requests) if r.path.endswith(suffix))
 
     def start(self) -> None:
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-services", daemon=True)
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-api", daemon=True)
         self._thread.start()
         if not ready.wait(10):
-            raise RuntimeError("fake services did not start")
+            raise RuntimeError("the fake API did not start")
 
     def stop(self) -> None:
         assert self._loop is not None
@@ -87,7 +131,7 @@ class FakeServices:
         self._loop.run_until_complete(self._startup())
         ready.set()
         self._loop.run_forever()
-        # Handlers still sleeping (/slow) would be reported as destroyed while pending: end them first.
+        # Handlers still sleeping (slow, leash) would be reported as destroyed while pending: end them first.
         leftovers = asyncio.all_tasks(self._loop)
         for task in leftovers:
             task.cancel()
@@ -95,16 +139,17 @@ class FakeServices:
         self._loop.close()
 
     async def _startup(self) -> None:
+        self._openai = httpx.AsyncClient(
+            base_url=self.standin.base_url,
+            headers={"Authorization": f"Bearer {self.standin.api_key}"},
+            timeout=15,
+        )
         app = web.Application()
-        app.router.add_post("/token", self._token)
-        app.router.add_post("/token/{flavor}", self._token)
-        app.router.add_post("/fail/{status:\\d+}", self._fail)
-        app.router.add_post("/html/{status:\\d+}", self._html)
-        app.router.add_post("/slow", self._slow)
-        app.router.add_post("/redirect", self._redirect)
-        app.router.add_post("/insecure", self._insecure)
-        app.router.add_post("/v1/realtime/calls", self._call)
-        app.router.add_post("/{flavor}/v1/realtime/calls", self._call)
+        app.router.add_get("/{backend:realtime|live}/{behaviour}/options", self._options)
+        app.router.add_post("/{backend:realtime|live}/{behaviour}/calls", self._create_call)
+        app.router.add_post("/{backend:realtime|live}/{behaviour}/calls/{call_id}/hangup", self._hang_up)
+        app.router.add_post("/{backend:realtime|live}/{behaviour}/token", self._token)
+        app.router.add_post("/{backend:realtime|live}/{behaviour}/openai/realtime/calls", self._proxy_token_call)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -113,86 +158,204 @@ class FakeServices:
         self.base_url = f"http://{host}:{port}"
 
     async def _shutdown(self) -> None:
-        await asyncio.gather(*(call.close() for call in self.calls), return_exceptions=True)
+        for call in self.calls.values():
+            if call.leash is not None:
+                call.leash.cancel()
+        if self._openai is not None:
+            await self._openai.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _record(self, request: web.Request, into: list[RecordedRequest]) -> bytes:
+    async def _record(self, request: web.Request) -> bytes:
         body = await request.read()
-        into.append(RecordedRequest(request.path, request.query_string, dict(request.headers), body))
+        self.requests.append(RecordedRequest(request.method, request.path, dict(request.headers), body))
         return body
 
-    async def _token(self, request: web.Request) -> web.Response:
-        await self._record(request, self.token_requests)
-        flavor = request.match_info.get("flavor", "normal")
-        value = "ek_test_" + secrets.token_hex(12)
-        self.issued.add(value)
-        if flavor != "expired":
-            self._valid[value] = flavor
-        calls_url = self.url("/v1/realtime/calls" if flavor == "normal" else f"/{flavor}/v1/realtime/calls")
+    # -- routes ------------------------------------------------------------------------------------------------
+
+    async def _options(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        backend, behaviour = request.match_info["backend"], request.match_info["behaviour"]
         return web.json_response(
             {
-                "token": value,
-                "expires_at": int(time.time()) + 60,
-                "realtime_url": calls_url,
-                "session": {"model": "gpt-realtime", "voice": "marin", "preset": "default"},
+                "model": LIVE_MODEL if backend == "live" else SESSION["model"],
+                "voices": ["marin", "cedar"],
+                "default_voice": "marin",
+                "presets": ["default"],
+                "default_preset": "default",
+                "backend": backend,
+                "max_call_seconds": _max_seconds(behaviour),
+                "token_route": backend == "realtime",
+            }
+        )
+
+    async def _create_call(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        backend, behaviour = request.match_info["backend"], request.match_info["behaviour"]
+        failure = await _failure(behaviour)
+        if failure is not None:
+            return failure
+        offer = json.loads(body)
+        voice = offer.get("voice") or SESSION["voice"]
+        if backend == "live":
+            call_id, answer = await self._live_session(offer["sdp"], voice)
+        else:
+            call_id, answer = await self._realtime_call(offer["sdp"], voice)
+        if behaviour == "dead":
+            answer = "".join(line for line in answer.splitlines(keepends=True) if not line.startswith("a=candidate"))
+        max_seconds = _max_seconds(behaviour)
+        call = FakeCall(call_id, backend, "ht_" + secrets.token_urlsafe(16), time.time() + max_seconds)
+        if behaviour.startswith("leash-"):
+            call.leash = asyncio.get_running_loop().create_task(self._leash(call, max_seconds))
+        self.calls[call_id] = call
+        answer_json = {
+            "call_id": call_id,
+            "sdp": answer,
+            "ends_at": int(call.ends_at),
+            "max_seconds": max_seconds,
+            "hangup_token": call.hangup_token,
+            "session": {**SESSION, "voice": voice, **({"model": LIVE_MODEL} if backend == "live" else {})},
+        }
+        return web.json_response(answer_json, status=201, headers={**RATE_LIMIT_HEADERS, "Cache-Control": "no-store"})
+
+    async def _hang_up(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        call = self.calls.get(request.match_info["call_id"])
+        if call is None:
+            return _error(404, "not_found", "No such call.")
+        try:
+            token = json.loads(body).get("hangup_token")
+        except (json.JSONDecodeError, AttributeError):
+            token = None
+        if token != call.hangup_token:
+            return _error(403, "invalid_hangup_token", "That is not this call's hangup token.")
+        credited = 0
+        if not call.hung_up:
+            call.hung_up = True
+            if call.leash is not None:
+                call.leash.cancel()
+            credited = max(0, int(call.ends_at - time.time()))
+            await self._hang_up_at_openai(call)
+        call.credited_seconds = credited if call.credited_seconds is None else call.credited_seconds
+        return web.json_response({"call_id": call.call_id, "state": "ended", "credited_seconds": credited})
+
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        backend, behaviour = request.match_info["backend"], request.match_info["behaviour"]
+        if backend == "live":
+            return _error(404, "not_found", "Not found.")
+        failure = await _failure(behaviour)
+        if failure is not None:
+            return failure
+        if behaviour == "insecure":
+            return web.json_response({"token": "ek_x", "expires_at": 1, "realtime_url": "http://example.com/calls"})
+        assert self._openai is not None
+        minted = await self._openai.post("/realtime/client_secrets", json={"session": _realtime_session("marin")})
+        minted.raise_for_status()
+        secret = minted.json()
+        if behaviour == "expired":
+            self.standin.registry.expire(secret["value"])
+        return web.json_response(
+            {
+                "token": secret["value"],
+                "expires_at": secret["expires_at"],
+                "realtime_url": f"{self.url(behaviour)}/openai/realtime/calls",
+                "session": SESSION,
             },
             headers=RATE_LIMIT_HEADERS,
         )
 
-    async def _fail(self, request: web.Request) -> web.Response:
-        await self._record(request, self.token_requests)
-        status = int(request.match_info["status"])
-        code, message, retry_after = FAILURES[status]
+    async def _proxy_token_call(self, request: web.Request) -> web.Response:
+        """The token path's SDP post, recorded (to see exactly what the client sends OpenAI) and passed on."""
+        body = await self._record(request)
+        headers = {name: request.headers[name] for name in ("Authorization", "Content-Type") if name in request.headers}
+        async with httpx.AsyncClient(timeout=15) as client:
+            answer = await client.post(f"{self.standin.base_url}/realtime/calls", headers=headers, content=body)
+        passed = {name: answer.headers[name] for name in ("Content-Type", "Location") if name in answer.headers}
+        return web.Response(status=answer.status_code, body=answer.content, headers=passed)
+
+    # -- the OpenAI side, over HTTP --------------------------------------------------------------------------
+
+    async def _realtime_call(self, sdp: str, voice: str) -> tuple[str, str]:
+        assert self._openai is not None
+        files = {
+            "sdp": (None, sdp, "application/sdp"),
+            "session": (None, json.dumps(_realtime_session(voice)), "application/json"),
+        }
+        answer = await self._openai.post("/realtime/calls", files=files, headers={"Accept": "application/sdp"})
+        if answer.status_code != 201:
+            raise RuntimeError(f"the stand-in refused the call: {answer.status_code} {answer.text}")
+        return answer.headers["Location"].rstrip("/").rsplit("/", 1)[-1], answer.text
+
+    async def _live_session(self, sdp: str, voice: str) -> tuple[str, str]:
+        assert self._openai is not None
+        session = {
+            "model": LIVE_MODEL,
+            "instructions": INSTRUCTIONS,
+            "audio": {"output": {"voice": voice}},
+            "client": {
+                "data_channel": {
+                    "allowed_client_events": LIVE_CLIENT_EVENTS,
+                    "allowed_server_events": [{"type": kind} for kind in LIVE_SERVER_EVENTS],
+                }
+            },
+        }
+        answer = await self._openai.post(
+            "/live/sessions", json={"session": session, "transport": {"type": "webrtc", "sdp": sdp}}
+        )
+        if answer.status_code != 201:
+            raise RuntimeError(f"the stand-in refused the live session: {answer.status_code} {answer.text}")
+        created = answer.json()
+        return created["session"]["id"], created["transport"]["sdp"]
+
+    async def _hang_up_at_openai(self, call: FakeCall) -> None:
+        assert self._openai is not None
+        path = "live/sessions" if call.backend == "live" else "realtime/calls"
+        await self._openai.post(f"/{path}/{call.call_id}/hangup")
+
+    async def _leash(self, call: FakeCall, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        call.hung_up = True
+        self.leash_hangups.append(call.call_id)
+        await self._hang_up_at_openai(call)
+
+
+def _realtime_session(voice: str) -> dict[str, Any]:
+    return {
+        "type": "realtime",
+        "model": SESSION["model"],
+        "instructions": INSTRUCTIONS,
+        "audio": {
+            "input": {"transcription": {"model": "gpt-4o-mini-transcribe"}, "turn_detection": {"type": "server_vad"}},
+            "output": {"voice": voice},
+        },
+    }
+
+
+def _max_seconds(behaviour: str) -> int:
+    if behaviour.startswith("leash-"):
+        return int(behaviour.removeprefix("leash-"))
+    return DEFAULT_MAX_SECONDS
+
+
+async def _failure(behaviour: str) -> web.StreamResponse | None:
+    """The injected failure of a behaviour, or None when the route should work."""
+    kind, _, status = behaviour.partition("-")
+    if kind == "fail":
+        code, message, retry_after = FAILURES[int(status)]
         headers = dict(RATE_LIMIT_HEADERS)
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
-        return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
-
-    async def _html(self, request: web.Request) -> web.Response:
-        await self._record(request, self.token_requests)
-        status = int(request.match_info["status"])
+        return _error(int(status), code, message, headers)
+    if kind == "html":
         page = "<html><body><h1>Bad Gateway</h1></body></html>"
-        return web.Response(status=status, text=page, content_type="text/html")
-
-    async def _slow(self, request: web.Request) -> web.Response:
+        return web.Response(status=int(status), text=page, content_type="text/html")
+    if kind == "slow":
         await asyncio.sleep(2)
-        return await self._token(request)
+    if kind == "redirect":
+        return web.Response(status=301, headers={"Location": "/elsewhere"})
+    return None
 
-    async def _redirect(self, request: web.Request) -> web.Response:
-        raise web.HTTPMovedPermanently(location="/token")
 
-    async def _insecure(self, request: web.Request) -> web.Response:
-        return web.json_response({"token": "ek_x", "expires_at": 1, "realtime_url": "http://example.com/calls"})
-
-    async def _call(self, request: web.Request) -> web.Response:
-        body = await self._record(request, self.call_requests)
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-        flavor = self._valid.get(token)
-        if flavor is None:
-            return web.json_response(
-                {
-                    "error": {
-                        "message": "Ephemeral token expired or not found.",
-                        "type": "invalid_request_error",
-                        "code": "invalid_api_key",
-                        "param": None,
-                    }
-                },
-                status=401,
-            )
-        if request.content_type != "application/sdp":
-            return web.json_response({"error": {"message": "Content-Type must be application/sdp"}}, status=400)
-        call = FakeCall(
-            call_id=f"rtc_test{next(self._ids)}", mute=flavor == "mute", hang_up_after_reply=flavor == "hangup"
-        )
-        self.calls.append(call)
-        answer = await call.answer(body.decode())
-        if flavor == "dead":
-            await call.close()
-        return web.Response(
-            status=201,
-            body=answer.encode(),
-            content_type="application/sdp",
-            headers={"Location": f"/v1/realtime/calls/{call.call_id}"},
-        )
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)

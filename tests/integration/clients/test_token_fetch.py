@@ -1,19 +1,20 @@
-"""fetch_token / fetch_token_async against a real HTTP server: every documented answer maps to its typed error."""
+"""fetch_token / fetch_token_async (the token path) over real HTTP: a real `ek_` from the stand-in behind a fake of
+our API, and every documented failure answer mapped to its typed error."""
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import time
 from typing import Any
 
-import httpx
 import pytest
 
+from local.openai_standin.server import StandIn
 from realtime_client import (
     AuthError,
     ClientError,
+    EndpointNotFound,
     EndpointUnreachable,
     InvalidResponse,
     RateLimit,
@@ -24,8 +25,7 @@ from realtime_client import (
     fetch_token,
     fetch_token_async,
 )
-from realtime_client.token import _parse
-from tests.integration.clients.fake_services import FAILURES, FakeServices
+from tests.integration.clients.fake_services import FAILURES, SESSION, FakeServices
 
 
 def fetch(flavor: str, endpoint: str, **kwargs: Any) -> Token:
@@ -38,16 +38,17 @@ both = pytest.mark.parametrize("flavor", ["sync", "async"])
 
 
 @both
-def test_success_returns_token_session_and_rate_limit(services: FakeServices, flavor: str) -> None:
-    token = fetch(flavor, services.url("/token"), api_key="our-key", voice="cedar", preset="tutor")
+def test_success_returns_token_session_and_rate_limit(
+    services: FakeServices, standin: StandIn, flavor: str
+) -> None:
+    token = fetch(flavor, services.url("ok", "token"), api_key="our-key", voice="cedar", preset="tutor")
 
-    assert token.token in services.issued
-    assert token.realtime_url == services.url("/v1/realtime/calls")
-    assert abs(token.expires_at - (time.time() + 60)) < 5
-    assert 50 < token.expires_in() <= 61
-    assert (token.model, token.voice, token.preset) == ("gpt-realtime", "marin", "default")
+    assert token.token.startswith("ek_") and token.token in standin.registry.values()
+    assert token.realtime_url == standin.base_url + "/realtime/calls"
+    assert 0 < token.expires_in() <= 600
+    assert (token.model, token.voice, token.preset) == tuple(SESSION.values())
     assert token.rate_limit == RateLimit(limit=10, remaining=9, reset=60)
-    request = services.token_requests[-1]
+    request = services.last("/token")
     assert request.headers["Authorization"] == "Bearer our-key"
     assert request.headers["Content-Type"] == "application/json"
     assert json.loads(request.body) == {"voice": "cedar", "preset": "tutor"}
@@ -55,15 +56,15 @@ def test_success_returns_token_session_and_rate_limit(services: FakeServices, fl
 
 @both
 def test_without_options_sends_empty_object_and_no_authorization(services: FakeServices, flavor: str) -> None:
-    fetch(flavor, services.url("/token"))
+    fetch(flavor, services.url("ok", "token"))
 
-    request = services.token_requests[-1]
+    request = services.last("/token")
     assert "Authorization" not in request.headers
     assert json.loads(request.body) == {}
 
 
 def test_token_value_stays_out_of_repr(services: FakeServices) -> None:
-    token = fetch_token(services.url("/token"))
+    token = fetch_token(services.url("ok", "token"))
 
     assert token.token not in repr(token)
     assert token.token not in str(token)
@@ -90,7 +91,7 @@ def test_error_statuses_map_to_typed_errors(
     code, message, retry_after = FAILURES[status]
 
     with pytest.raises(error_type) as caught:
-        fetch(flavor, services.url(f"/fail/{status}"))
+        fetch(flavor, services.url(f"fail-{status}", "token"))
 
     error = caught.value
     assert type(error) is error_type
@@ -102,7 +103,7 @@ def test_error_statuses_map_to_typed_errors(
 @both
 def test_non_json_error_body_keeps_status_and_an_excerpt(services: FakeServices, flavor: str) -> None:
     with pytest.raises(ServerError) as caught:
-        fetch(flavor, services.url("/html/502"))
+        fetch(flavor, services.url("html-502", "token"))
 
     assert (caught.value.status, caught.value.code) == (502, "http_502")
     assert "Bad Gateway" in caught.value.message
@@ -112,7 +113,7 @@ def test_non_json_error_body_keeps_status_and_an_excerpt(services: FakeServices,
 @both
 def test_non_json_success_body_is_invalid_response(services: FakeServices, flavor: str) -> None:
     with pytest.raises(InvalidResponse) as caught:
-        fetch(flavor, services.url("/html/200"))
+        fetch(flavor, services.url("html-200", "token"))
 
     assert (caught.value.status, caught.value.code) == (200, "invalid_response")
 
@@ -120,15 +121,15 @@ def test_non_json_success_body_is_invalid_response(services: FakeServices, flavo
 @both
 def test_redirect_is_not_followed(services: FakeServices, flavor: str) -> None:
     with pytest.raises(InvalidResponse) as caught:
-        fetch(flavor, services.url("/redirect"), api_key="our-key")
+        fetch(flavor, services.url("redirect", "token"), api_key="our-key")
 
     assert (caught.value.status, caught.value.code) == (301, "unexpected_redirect")
-    assert "/token" in caught.value.message
+    assert "/elsewhere" in caught.value.message
 
 
 def test_plain_http_realtime_url_to_a_remote_host_is_refused(services: FakeServices) -> None:
     with pytest.raises(InvalidResponse, match="realtime_url"):
-        fetch_token(services.url("/insecure"))
+        fetch_token(services.url("insecure", "token"))
 
 
 @both
@@ -144,7 +145,7 @@ def test_timeout_is_endpoint_unreachable(services: FakeServices, flavor: str) ->
     started = time.monotonic()
 
     with pytest.raises(EndpointUnreachable) as caught:
-        fetch(flavor, services.url("/slow"), timeout=0.3)
+        fetch(flavor, services.url("slow", "token"), timeout=0.3)
 
     assert caught.value.code == "timeout"
     assert time.monotonic() - started < 1.5
@@ -155,23 +156,20 @@ def test_endpoint_must_be_http_url() -> None:
         fetch_token("ftp://example.org/token")
 
 
-def _response(status: int, headers: dict[str, str]) -> httpx.Response:
-    body = {"error": {"code": "rate_limited", "message": "slow down"}}
-    return httpx.Response(status, json=body, headers=headers, request=httpx.Request("POST", "http://x/token"))
+@both
+def test_the_api_url_or_any_route_url_reaches_token(services: FakeServices, flavor: str) -> None:
+    for given in (services.url("ok"), services.url("ok") + "/", services.url("ok", "calls")):
+        assert fetch(flavor, given).token.startswith("ek_")
+        assert services.requests[-1].path.endswith("/ok/token")
 
 
-def test_rate_limited_without_retry_after_falls_back_to_ratelimit_reset() -> None:
-    with pytest.raises(RateLimited) as caught:
-        _parse(_response(429, {"RateLimit-Reset": "12"}))
+@both
+def test_token_route_switched_off_is_a_404_that_says_what_was_expected(services: FakeServices, flavor: str) -> None:
+    url = services.url("ok", "token", backend="live")
 
-    assert caught.value.retry_after == 12
+    with pytest.raises(EndpointNotFound) as caught:
+        fetch(flavor, url)
 
-
-def test_retry_after_may_be_an_http_date() -> None:
-    when = email.utils.formatdate(time.time() + 30, usegmt=True)
-
-    with pytest.raises(ServerError) as caught:
-        _parse(_response(503, {"Retry-After": when}))
-
-    assert caught.value.retry_after is not None
-    assert 28 <= caught.value.retry_after <= 31
+    assert caught.value.url == url
+    assert caught.value.message.startswith(f"POST {url} answered 404 (not_found: Not found.); expected the stack's")
+    assert "EnableTokenRoute=true" in caught.value.message

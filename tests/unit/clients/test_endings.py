@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime_client.endings import in_words, infer_reason
+from realtime_client.endings import in_words, infer_reason, live_reason
 
 
 @pytest.mark.parametrize(
@@ -35,3 +35,19 @@ def test_reasons_in_words(reason: str, words: str) -> None:
 )
 def test_realtime_reason_from_how_and_when(state: str, elapsed: float, max_seconds: int | None, reason: str) -> None:
     assert infer_reason(connection_state=state, elapsed=elapsed, max_seconds=max_seconds) == reason
+
+
+@pytest.mark.parametrize(
+    ("reason", "elapsed", "max_seconds", "expected"),
+    [
+        ("close_requested", 20.3, 20, "expired"),  # the leash hangs Live up: that is the limit
+        ("close_requested", 4.0, 20, "close_requested"),
+        ("expired", 4.0, 20, "expired"),
+        ("connection_lost", 20.5, 20, "connection_lost"),
+        ("content", 3.0, None, "content"),
+    ],
+)
+def test_live_reason_turns_the_leash_hangup_into_the_limit(
+    reason: str, elapsed: float, max_seconds: int | None, expected: str
+) -> None:
+    assert live_reason(reason, elapsed=elapsed, max_seconds=max_seconds) == expected
