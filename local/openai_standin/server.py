@@ -51,6 +51,7 @@ class StandIn:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._active: ActiveCalls | None = None
         self.port = 0
 
     @property
@@ -81,16 +82,31 @@ class StandIn:
         return self.calls.get(call_id)
 
     def reset(self) -> None:
-        """A clean slate between tests: no faults, no recorded requests or hangups, no records of ended calls."""
+        """A clean slate between tests: running calls ended (reason "shutdown"), no faults, no recorded requests or
+        hangups, no call records. Called on the stand-in's own loop (a test serving it there) the calls are only
+        told to end, since that loop cannot be waited on from itself."""
         self.faults.clear()
+        self._end_running_calls()
         self.request_log.clear()
         self.calls.forget_ended()
+
+    def _end_running_calls(self) -> None:
+        loop, active = self._loop, self._active
+        if loop is None or active is None or not len(active) or loop.is_closed():
+            return
+        ending = asyncio.run_coroutine_threadsafe(active.close_all(), loop)
+        try:
+            on_its_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_its_loop = False
+        if not on_its_loop:
+            ending.result(timeout=15)
 
     # -- the app -----------------------------------------------------------------------------------------------
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
-        active = ActiveCalls(self.calls)
+        active = self._active = ActiveCalls(self.calls)
         app[ACTIVE_CALLS_KEY] = active
         calls = RealtimeCalls(self.credentials, active, max_session_seconds=self._max_session_seconds)
         live = LiveSessions(self.credentials, active, max_session_seconds=self._live_max_session_seconds,
@@ -145,6 +161,7 @@ class StandIn:
     async def serve(self) -> web.Application:
         """Serve on the running loop (what start() does in its thread); tests that drive aiortc on their own loop
         call this directly, then `aclose()`."""
+        self._loop = asyncio.get_running_loop()
         app = self.build_app()
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
