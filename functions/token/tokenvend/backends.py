@@ -56,11 +56,16 @@ class Hangup:
 
 
 REALTIME_CALLS = "/realtime/calls"
+LIVE_SESSIONS = "/live/sessions"
 
 
 def hangups(openai: OpenAIClient) -> dict[str, CallHangup]:
     """How to hang up a call of each backend, by the backend's name (what the leash needs, and nothing else)."""
-    return {RealtimeBackend.name: Hangup(openai, REALTIME_CALLS)}
+    return {RealtimeBackend.name: Hangup(openai, REALTIME_CALLS), LiveBackend.name: Hangup(openai, LIVE_SESSIONS)}
+
+
+def backend_for(name: str, openai: OpenAIClient, policy: SessionPolicy) -> VoiceBackend:
+    return {RealtimeBackend.name: RealtimeBackend, LiveBackend.name: LiveBackend}[name](openai, policy)
 
 
 class RealtimeBackend:
@@ -94,3 +99,37 @@ def _realtime_call(response: httpx.Response) -> CreatedCall:
         raise UpstreamFailure(FailureKind.ERROR, response.status_code,
                               f"{response.status_code} without an SDP answer and an rtc_ Location")
     return CreatedCall(call_id, answer)
+
+
+class LiveBackend:
+    """GPT-Live: `POST /v1/live/sessions` (JSON: the session and the WebRTC offer) and `.../{id}/hangup`. There are
+    no ephemeral tokens in this API at all: only a server can start a session."""
+
+    name = "live"
+
+    def __init__(self, openai: OpenAIClient, policy: SessionPolicy) -> None:
+        self._openai = openai
+        self._policy = policy
+        self._hangup = Hangup(openai, LIVE_SESSIONS)
+
+    def create_call(self, api_key: str, offer_sdp: str, choice: SessionChoice,
+                    safety_identifier: str) -> Timed[CreatedCall]:
+        body = {"session": self._policy.live_session(choice), "transport": {"type": "webrtc", "sdp": offer_sdp}}
+        timed = self._openai.post(LIVE_SESSIONS, api_key, safety_identifier, json=body)
+        return Timed(_live_session(timed.value), timed.latency_ms)
+
+    def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:
+        return self._hangup.hang_up(api_key, call_id)
+
+
+def _live_session(response: httpx.Response) -> CreatedCall:
+    try:
+        data = response.json()
+        session_id, answer = data["session"]["id"], data["transport"]["sdp"]
+    except (ValueError, KeyError, TypeError):
+        session_id = answer = None
+    if (response.status_code != 201 or not isinstance(session_id, str) or not session_id.startswith("live_")
+            or not isinstance(answer, str) or not answer.lstrip().startswith("v=0")):
+        raise UpstreamFailure(FailureKind.ERROR, response.status_code,
+                              f"{response.status_code} without a live_ session id and an SDP answer")
+    return CreatedCall(session_id, answer)

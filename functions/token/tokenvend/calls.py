@@ -97,7 +97,7 @@ class CallDesk:
             "ends_at": record.ends_at,
             "max_seconds": self._max_seconds,
             "hangup_token": hangup_token,
-            "session": self._policy.public_session(choice),
+            "session": self._policy.call_summary(choice),
         }
         return Answer(body, self._limiter.allowance_of(grant).headers())
 

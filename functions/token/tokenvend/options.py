@@ -12,10 +12,10 @@ class PublicOptions:
     def __init__(self, settings: Settings) -> None:
         s, limits = settings, settings.limits
         self._document = {
-            "backend": "realtime",
+            "backend": s.voice_backend,
             "max_call_seconds": s.max_call_seconds,
             "token_route": s.enable_token_route,
-            "model": s.model,
+            "model": s.call_model,
             "voices": list(s.voices),
             "default_voice": s.default_voice,
             "presets": list(s.presets),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenvend.errors import invalid_request
-from tokenvend.settings import Settings
+from tokenvend.settings import LIVE_ALLOWED_CLIENT_EVENTS, LIVE_ALLOWED_SERVER_EVENTS, Settings
 
 
 @dataclass(frozen=True)
@@ -60,5 +60,24 @@ class SessionPolicy:
             session["max_output_tokens"] = s.max_output_tokens
         return session
 
-    def public_session(self, choice: SessionChoice) -> dict[str, str]:
+    def live_session(self, choice: SessionChoice) -> dict[str, Any]:
+        """The `session` of `POST /v1/live/sessions`. Everything in it is fixed for the session's life, and the
+        browser's data channel is limited to the allow-lists in settings."""
+        s = self._settings
+        return {
+            "model": s.live_model,
+            "instructions": s.presets[choice.preset],
+            "audio": {"output": {"voice": choice.voice}},
+            "client": {"data_channel": {
+                "allowed_client_events": list(LIVE_ALLOWED_CLIENT_EVENTS),
+                "allowed_server_events": [{"type": event} for event in LIVE_ALLOWED_SERVER_EVENTS],
+            }},
+        }
+
+    def call_summary(self, choice: SessionChoice) -> dict[str, str]:
+        """What a caller may know of its call's session: never the instructions text."""
+        return {"model": self._settings.call_model, "voice": choice.voice, "preset": choice.preset}
+
+    def token_summary(self, choice: SessionChoice) -> dict[str, str]:
+        """The same for a token, which is always for the Realtime API."""
         return {"model": self._settings.model, "voice": choice.voice, "preset": choice.preset}

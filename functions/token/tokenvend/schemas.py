@@ -44,7 +44,7 @@ class TokenResponse(_Described):
 
 
 class CallResponse(_Described):
-    call_id: str = Field(description="OpenAI's id of the call (`rtc_...`)")
+    call_id: str = Field(description="OpenAI's id of the call (`rtc_...`, or `live_...` on GPT-Live)")
     sdp: str = Field(description="The SDP answer: hand it to `setRemoteDescription`")
     ends_at: int = Field(description="Unix seconds at which the server hangs the call up")
     max_seconds: int = Field(description="The call's time limit in seconds")
@@ -67,7 +67,8 @@ class AnonymousAllowance(_Described):
 
 
 class Options(_Described):
-    backend: Literal["realtime"] = Field(description="Which OpenAI API calls go to")
+    backend: Literal["realtime", "live"] = Field(description="Which OpenAI API calls go to: the Realtime API or "
+                                                 "GPT-Live")
     max_call_seconds: int = Field(description="Every call is hung up by the server after this many seconds")
     token_route: bool = Field(description="Whether `POST /token` is switched on for clients that must hold a token")
     model: str

@@ -21,6 +21,14 @@ TOKEN_TTL_RANGE = (10, 600)  # our policy; OpenAI allows up to 7200, but a short
 MAX_CALL_SECONDS_RANGE = (10, 3600)  # OpenAI ends a session at 60 minutes anyway
 DAILY_CALL_MINUTES_RANGE = (0, 1_000_000)
 PRESET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+VOICE_BACKENDS = ("realtime", "live")
+LIVE_MODEL = re.compile(r"^gpt-live-[0-9][a-z0-9.-]{0,30}$")
+# What a browser on a GPT-Live call may send and receive over `oai-events`. Talking needs no client event at all
+# (audio goes over the media track, and the hangup through our API), so none is allowed: the browser cannot touch
+# the session. It receives only what the page renders.
+LIVE_ALLOWED_CLIENT_EVENTS: tuple[str, ...] = ()
+LIVE_ALLOWED_SERVER_EVENTS = ("session.started", "session.input_transcript.delta", "session.output_transcript.delta",
+                              "session.usage.updated", "session.closed", "error")
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_PRESETS = {"default": "You are a friendly, helpful voice assistant. Keep your answers short."}
@@ -62,9 +70,16 @@ class Settings:
     token_ttl_seconds: int
     max_call_seconds: int
     enable_token_route: bool
+    voice_backend: str  # "realtime" or "live"
+    live_model: str
     state_machine_arn: str | None  # the leash; the leash function itself has none (it is what the machine runs)
     allowed_origins: tuple[str, ...]
     limits: LimitSettings
+
+    @property
+    def call_model(self) -> str:
+        """The model calls run on: the Realtime model, or the GPT-Live model on the live backend."""
+        return self.live_model if self.voice_backend == "live" else self.model
 
     @property
     def realtime_url(self) -> str:
@@ -129,6 +144,12 @@ class _Env:
             raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         return value
 
+    def pattern(self, name: str, default: str, pattern: re.Pattern[str]) -> str:
+        value = self.str(name, default)
+        if not pattern.match(value):
+            raise SettingsError(f"{name} must match {pattern.pattern}, got {value!r}")
+        return value
+
     def csv(self, name: str, default: str) -> tuple[str, ...]:
         items = tuple(dict.fromkeys(part.strip() for part in self.str(name, default).split(",") if part.strip()))
         if not items:
@@ -173,6 +194,8 @@ def _parse(env: _Env) -> Settings:
         token_ttl_seconds=env.int("TOKEN_TTL_SECONDS", 60, *TOKEN_TTL_RANGE),
         max_call_seconds=env.int("MAX_CALL_SECONDS", 300, *MAX_CALL_SECONDS_RANGE),
         enable_token_route=env.bool("ENABLE_TOKEN_ROUTE", False),
+        voice_backend=env.choice("VOICE_BACKEND", "realtime", VOICE_BACKENDS),
+        live_model=env.pattern("LIVE_MODEL", "gpt-live-1.1", LIVE_MODEL),
         state_machine_arn=env.optional("STATE_MACHINE_ARN"),
         allowed_origins=_parse_origins(env.str("ALLOWED_ORIGINS", "none")),
         limits=LimitSettings(

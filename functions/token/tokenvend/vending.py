@@ -56,7 +56,7 @@ class TokenVendor:
             "token": secret.value,
             "expires_at": secret.expires_at,
             "realtime_url": self._realtime_url,
-            "session": self._policy.public_session(choice),
+            "session": self._policy.token_summary(choice),
         }
         return Answer(body, self._limiter.allowance_of(grant).headers())
 

@@ -13,7 +13,7 @@ from botocore.config import Config
 
 from tokenvend.admission import Admission
 from tokenvend.api_keys import ApiKeyLookup, ApiKeyStore
-from tokenvend.backends import RealtimeBackend, hangups
+from tokenvend.backends import backend_for, hangups
 from tokenvend.call_ending import CallEnder
 from tokenvend.call_records import CallRecords
 from tokenvend.calls import CallDesk
@@ -62,7 +62,7 @@ def build(settings: Settings) -> Services:
     admission = Admission(secrets, limiter, allow_anonymous=settings.limits.allow_anonymous)
     openai = OpenAIClient(settings.openai_base_url, settings.openai_timeout_seconds)
     policy = SessionPolicy(settings)
-    backend = RealtimeBackend(openai, policy)
+    backend = backend_for(settings.voice_backend, openai, policy)
     records = CallRecords(dynamodb, settings.table_name)
     ender = CallEnder(secrets, records, hangups(openai))
     return Services(

@@ -142,8 +142,8 @@ def test_public_views_carry_no_instructions_text() -> None:
     assert options_["voices"] == ["marin", "cedar"] and options_["token_ttl_seconds"] == 60
     assert options_["transcription"] is True
     assert options(TRANSCRIPTION_MODEL="none")["transcription"] is False
-    text = json.dumps(options_) + json.dumps(p.public_session(p.choose("cedar", "tutor")))
+    text = json.dumps(options_) + json.dumps(p.call_summary(p.choose("cedar", "tutor")))
     assert not any(instructions in text for instructions in PRESETS.values())
-    assert p.public_session(SessionChoice("cedar", "tutor")) == {"model": "gpt-realtime-2.1", "voice": "cedar",
+    assert p.token_summary(SessionChoice("cedar", "tutor")) == {"model": "gpt-realtime-2.1", "voice": "cedar",
                                                                   "preset": "tutor"}
 

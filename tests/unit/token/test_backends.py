@@ -1,0 +1,137 @@
+"""Both voice backends against httpx's in-memory transport: what each sends OpenAI to set up a call (the owner's
+session, the safety identifier), how it reads the answer, and how each hangs up (404 = already over)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tokenvend.backends import LiveBackend, RealtimeBackend, hangups
+from tokenvend.openai_client import FailureKind, OpenAIClient, UpstreamFailure
+from tokenvend.policy import SessionChoice, SessionPolicy
+from tokenvend.settings import (
+    LIVE_ALLOWED_CLIENT_EVENTS,
+    LIVE_ALLOWED_SERVER_EVENTS,
+    Settings,
+    SettingsError,
+)
+
+BASE = {"OPENAI_SECRET_ARN": "arn:key", "HASH_SALT_SECRET_ARN": "arn:salt", "TABLE_NAME": "limits",
+        "INSTRUCTION_PRESETS": json.dumps({"default": "Be kind.", "tutor": "Teach."})}
+OFFER = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+ANSWER = "v=0\r\no=- answer\r\n"
+CHOICE = SessionChoice("cedar", "tutor")
+
+
+class OpenAI:
+    def __init__(self, *answers: httpx.Response) -> None:
+        self.answers, self.requests = list(answers), []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.answers.pop(0)
+
+    def client(self) -> OpenAIClient:
+        return OpenAIClient("https://openai.test/v1", http=httpx.Client(transport=httpx.MockTransport(self)))
+
+
+def policy(**env: str) -> SessionPolicy:
+    return SessionPolicy(Settings.from_env({**BASE, **env}))
+
+
+def test_realtime_posts_the_offer_and_the_session_as_multipart() -> None:
+    openai = OpenAI(httpx.Response(201, text=ANSWER, headers={"Location": "/v1/realtime/calls/rtc_abc123"}))
+    created = RealtimeBackend(openai.client(), policy()).create_call("sk-fake", OFFER, CHOICE, "who").value
+    assert (created.call_id, created.answer_sdp) == ("rtc_abc123", ANSWER)
+    (request,) = openai.requests
+    assert str(request.url) == "https://openai.test/v1/realtime/calls"
+    assert request.headers["accept"] == "application/sdp" and request.headers["openai-safety-identifier"] == "who"
+    assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
+    body = request.content.decode()
+    assert 'name="sdp"\r\nContent-Type: application/sdp\r\n\r\n' + OFFER in body
+    session = json.loads(body.split('name="session"\r\nContent-Type: application/json\r\n\r\n')[1].split("\r\n--")[0])
+    assert session["type"] == "realtime" and session["instructions"] == "Teach."
+    assert session["audio"]["output"]["voice"] == "cedar" and "filename" not in body
+
+
+@pytest.mark.parametrize("answer", [
+    httpx.Response(201, text=ANSWER),  # no Location
+    httpx.Response(201, text=ANSWER, headers={"Location": "/v1/realtime/calls/"}),
+    httpx.Response(201, text="not sdp", headers={"Location": "/v1/realtime/calls/rtc_x"}),
+    httpx.Response(200, text=ANSWER, headers={"Location": "/v1/realtime/calls/rtc_x"}),
+])
+def test_realtime_refuses_an_answer_it_cannot_use(answer: httpx.Response) -> None:
+    with pytest.raises(UpstreamFailure) as caught:
+        RealtimeBackend(OpenAI(answer).client(), policy()).create_call("sk-fake", OFFER, CHOICE, "who")
+    assert caught.value.kind is FailureKind.ERROR
+
+
+def test_live_posts_json_with_a_locked_session() -> None:
+    openai = OpenAI(httpx.Response(201, json={"session": {"id": "live_abc"},
+                                              "transport": {"type": "webrtc", "sdp": ANSWER}}))
+    p = policy(VOICE_BACKEND="live")
+    created = LiveBackend(openai.client(), p).create_call("sk-fake", OFFER, CHOICE, "who").value
+    assert (created.call_id, created.answer_sdp) == ("live_abc", ANSWER)
+    (request,) = openai.requests
+    assert str(request.url) == "https://openai.test/v1/live/sessions"
+    sent = json.loads(request.content)
+    assert sent["transport"] == {"type": "webrtc", "sdp": OFFER}
+    assert sent["session"] == {
+        "model": "gpt-live-1.1", "instructions": "Teach.", "audio": {"output": {"voice": "cedar"}},
+        "client": {"data_channel": {"allowed_client_events": [],
+                                    "allowed_server_events": [{"type": t} for t in LIVE_ALLOWED_SERVER_EVENTS]}}}
+    assert request.headers["openai-safety-identifier"] == "who"
+
+
+def test_the_browser_may_send_nothing_that_steers_a_live_session() -> None:
+    assert LIVE_ALLOWED_CLIENT_EVENTS == ()
+    assert {"session.started", "session.closed", "session.usage.updated", "error"} <= set(LIVE_ALLOWED_SERVER_EVENTS)
+    assert not any(t.startswith(("response.", "session.delegation")) for t in LIVE_ALLOWED_SERVER_EVENTS)
+
+
+@pytest.mark.parametrize("answer", [
+    httpx.Response(201, json={"session": {"id": "rtc_x"}, "transport": {"sdp": ANSWER}}),
+    httpx.Response(201, json={"session": {"id": "live_x"}, "transport": {}}),
+    httpx.Response(201, text="v=0"),
+    httpx.Response(200, json={"session": {"id": "live_x"}, "transport": {"sdp": ANSWER}}),
+])
+def test_live_refuses_an_answer_it_cannot_use(answer: httpx.Response) -> None:
+    with pytest.raises(UpstreamFailure) as caught:
+        LiveBackend(OpenAI(answer).client(), policy()).create_call("sk-fake", OFFER, CHOICE, "who")
+    assert caught.value.kind is FailureKind.ERROR
+
+
+@pytest.mark.parametrize(("backend", "path"), [("realtime", "/v1/realtime/calls/rtc_a%2Fb/hangup"),
+                                               ("live", "/v1/live/sessions/rtc_a%2Fb/hangup")])
+def test_hangup_paths_and_404_is_already_over(backend: str, path: str) -> None:
+    openai = OpenAI(httpx.Response(200), httpx.Response(404, json={"error": {"message": "gone"}}))
+    hangup = hangups(openai.client())[backend]
+    assert hangup.hang_up("sk-fake", "rtc_a/b").value is True
+    assert hangup.hang_up("sk-fake", "rtc_a/b").value is False
+    assert [r.url.raw_path.decode() for r in openai.requests] == [path, path]
+    assert all(r.content == b"" for r in openai.requests)
+
+
+def test_hangup_failures_are_raised() -> None:
+    openai = OpenAI(httpx.Response(401), httpx.Response(500), httpx.Response(500))
+    hangup = hangups(openai.client())["realtime"]
+    with pytest.raises(UpstreamFailure):
+        hangup.hang_up("sk-fake", "rtc_x")
+    with pytest.raises(UpstreamFailure):
+        hangup.hang_up("sk-fake", "rtc_x")
+
+
+@pytest.mark.parametrize(("env", "name"), [({"VOICE_BACKEND": "sip"}, "VOICE_BACKEND"),
+                                           ({"LIVE_MODEL": "gpt-realtime"}, "LIVE_MODEL"),
+                                           ({"LIVE_MODEL": "gpt-live-"}, "LIVE_MODEL"),
+                                           ({"LIVE_MODEL": "gpt-live-1;rm"}, "LIVE_MODEL")])
+def test_settings_refuse_a_backend_or_live_model_outside_the_rules(env: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({**BASE, **env})
+
+
+def test_the_call_model_follows_the_backend() -> None:
+    assert Settings.from_env(BASE).call_model == "gpt-realtime-2.1"
+    assert Settings.from_env({**BASE, "VOICE_BACKEND": "live", "LIVE_MODEL": "gpt-live-1"}).call_model == "gpt-live-1"
