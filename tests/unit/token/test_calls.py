@@ -5,6 +5,7 @@ the call's token, end it once and credit the unused seconds."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -42,7 +43,7 @@ class Desk:
         return self.desk.start(FACTS, sdp, voice, preset).body
 
 
-def refused(action) -> ApiError:  # noqa: ANN001
+def refused(action: Callable[[], object]) -> ApiError:
     with pytest.raises(ApiError) as caught:
         action()
     return caught.value

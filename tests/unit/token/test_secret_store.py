@@ -18,7 +18,7 @@ IDS = SecretIds("arn:aws:secretsmanager:us-east-1:123456789012:secret:key",
 @pytest.fixture
 def aws() -> tuple[SecretStore, Stubber]:
     client = boto3.client("secretsmanager", region_name="us-east-1", aws_access_key_id="x",
-                          aws_secret_access_key="x")  # noqa: S106 - the Stubber never sends it
+                          aws_secret_access_key="x")
     stubber = Stubber(client)
     stubber.activate()
     yield SecretStore(IDS, cache_seconds=300, provider=SecretsProvider(boto3_client=client)), stubber
