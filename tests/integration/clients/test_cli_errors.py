@@ -1,4 +1,4 @@
-"""`talk` before the call: argument errors and token failures become documented exit codes and stderr lines."""
+"""`talk` before the call: argument errors and failures of our API become documented exit codes and stderr lines."""
 
 from __future__ import annotations
 
@@ -19,50 +19,95 @@ def _no_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "exit_code", "expected"),
+    ("behaviour", "exit_code", "expected"),
     [
-        ("/fail/401", ExitCode.AUTH, "refused the API key: invalid_api_key: The API key is missing or not valid."),
+        ("fail-401", ExitCode.AUTH, "refused the API key: invalid_api_key: The API key is missing or not valid."),
         (
-            "/fail/429",
+            "fail-429",
             ExitCode.RATE_LIMITED,
-            "rate limited (rate_limited): Too many tokens requested; slow down. (retry after 7 s)",
+            "rate limited (daily_budget_exhausted): Today's call minutes are used up. (retry after 7 s)",
         ),
-        ("/fail/400", ExitCode.TOKEN_ERROR, "HTTP 400 invalid_request: voice must be one of: marin, cedar"),
-        ("/fail/403", ExitCode.TOKEN_ERROR, "HTTP 403 origin_not_allowed"),
-        ("/fail/413", ExitCode.TOKEN_ERROR, "HTTP 413 payload_too_large"),
-        ("/fail/500", ExitCode.TOKEN_ERROR, "HTTP 500 not_configured"),
-        ("/fail/502", ExitCode.TOKEN_ERROR, "HTTP 502 upstream_error"),
+        ("fail-400", ExitCode.SETUP_FAILED, "HTTP 400 invalid_request: voice must be one of: marin, cedar"),
+        ("fail-403", ExitCode.SETUP_FAILED, "HTTP 403 origin_not_allowed"),
+        ("fail-413", ExitCode.SETUP_FAILED, "HTTP 413 payload_too_large"),
+        ("fail-500", ExitCode.SETUP_FAILED, "HTTP 500 not_configured"),
+        ("fail-502", ExitCode.SETUP_FAILED, "HTTP 502 upstream_error"),
         (
-            "/fail/503",
-            ExitCode.TOKEN_ERROR,
-            "HTTP 503 upstream_busy: OpenAI is busy; try again shortly. (retry after 4 s)",
+            "fail-503",
+            ExitCode.SETUP_FAILED,
+            "HTTP 503 leash_unavailable: The call could not be given a time limit; try again shortly. "
+            "(retry after 4 s)",
         ),
-        ("/fail/504", ExitCode.TOKEN_ERROR, "HTTP 504 upstream_timeout"),
-        ("/html/502", ExitCode.TOKEN_ERROR, "HTTP 502 http_502"),
-        ("/html/200", ExitCode.TOKEN_ERROR, "HTTP 200 invalid_response"),
+        ("fail-504", ExitCode.SETUP_FAILED, "HTTP 504 upstream_timeout"),
+        ("html-502", ExitCode.SETUP_FAILED, "HTTP 502 http_502"),
+        ("html-200", ExitCode.SETUP_FAILED, "HTTP 200 unexpected_status"),  # a call's success is 201
+        ("redirect", ExitCode.SETUP_FAILED, "HTTP 301 unexpected_redirect"),
     ],
 )
-def test_token_failures(
-    services: FakeServices, capsys: pytest.CaptureFixture[str], path: str, exit_code: int, expected: str
+def test_setup_failures(
+    services: FakeServices, capsys: pytest.CaptureFixture[str], behaviour: str, exit_code: int, expected: str
 ) -> None:
-    assert main(["--endpoint", services.url(path), "--say", "hi"]) == exit_code
+    assert main(["--endpoint", services.url(behaviour), "--say", "hi"]) == exit_code
 
     out, err = capsys.readouterr()
     assert out == ""
-    assert f"talk: fetching token from {services.url(path)}\n" in err
+    assert err.startswith(f"talk: setting up a call at {services.url(behaviour, 'calls')} (backend realtime)\n")
     assert expected in err
 
 
+@pytest.mark.parametrize(
+    ("behaviour", "exit_code", "expected"),
+    [
+        ("fail-401", ExitCode.AUTH, "refused the API key: invalid_api_key"),
+        ("fail-429", ExitCode.RATE_LIMITED, "(retry after 7 s)"),
+        ("fail-503", ExitCode.SETUP_FAILED, "HTTP 503 leash_unavailable"),
+        ("html-200", ExitCode.SETUP_FAILED, "HTTP 200 invalid_response"),
+    ],
+)
+def test_token_route_failures(
+    services: FakeServices, capsys: pytest.CaptureFixture[str], behaviour: str, exit_code: int, expected: str
+) -> None:
+    assert main(["--endpoint", services.url(behaviour, "token"), "--say", "hi"]) == exit_code
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"talk: fetching token from {services.url(behaviour, 'token')}\n")
+    assert expected in err
+
+
+def test_a_wrong_url_says_which_url_was_tried_and_what_was_expected(
+    services: FakeServices, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = services.base_url + "/prod"
+
+    assert main(["--endpoint", wrong + "/calls", "--say", "hi"]) == ExitCode.SETUP_FAILED
+
+    err = capsys.readouterr().err
+    assert f"GET {wrong}/options answered 404 (http_404: 404: Not Found); expected the stack's ApiUrl " in err
+    assert "(https://<id>.execute-api.<region>.amazonaws.com) or its /calls or /token URL" in err
+
+
+def test_a_stack_without_the_token_route_says_how_to_do_without(
+    services: FakeServices, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = services.url("ok", "token", backend="live")
+
+    assert main(["--endpoint", url, "--say", "hi"]) == ExitCode.SETUP_FAILED
+
+    err = capsys.readouterr().err
+    assert f"POST {url} answered 404 (not_found: Not found.); expected the stack's ApiUrl" in err
+    assert "/token answers only on a stack deployed with EnableTokenRoute=true" in err
+
+
 def test_unreachable_endpoint(refused_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--endpoint", refused_url, "--say", "hi"]) == ExitCode.TOKEN_ERROR
+    assert main(["--endpoint", refused_url, "--say", "hi"]) == ExitCode.SETUP_FAILED
 
-    assert "token endpoint unreachable (connect_failed)" in capsys.readouterr().err
+    assert "the API is unreachable (connect_failed)" in capsys.readouterr().err
 
 
-def test_token_timeout(services: FakeServices, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--endpoint", services.url("/slow"), "--say", "hi", "--timeout", "0.3"]) == ExitCode.TOKEN_ERROR
+def test_setup_timeout(services: FakeServices, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--endpoint", services.url("slow"), "--say", "hi", "--timeout", "0.3"]) == ExitCode.SETUP_FAILED
 
-    assert "token endpoint unreachable (timeout): no answer within 0.3 s" in capsys.readouterr().err
+    assert "the API is unreachable (timeout): no answer within 0.3 s" in capsys.readouterr().err
 
 
 def test_api_key_comes_from_the_environment(
@@ -70,10 +115,11 @@ def test_api_key_comes_from_the_environment(
 ) -> None:
     monkeypatch.setenv(API_KEY_ENV, "key-from-env")
 
-    main(["--endpoint", services.url("/fail/401"), "--voice", "cedar"])
+    main(["--endpoint", services.url("fail-401"), "--voice", "cedar"])
 
-    assert services.token_requests[-1].headers["Authorization"] == "Bearer key-from-env"
-    assert services.token_requests[-1].body == b'{"voice": "cedar"}'
+    request = services.last("/calls")
+    assert request.headers["Authorization"] == "Bearer key-from-env"
+    assert set(request.json()) == {"sdp", "voice"} and request.json()["voice"] == "cedar"
 
 
 def test_api_key_option_wins_over_the_environment(
@@ -81,22 +127,23 @@ def test_api_key_option_wins_over_the_environment(
 ) -> None:
     monkeypatch.setenv(API_KEY_ENV, "key-from-env")
 
-    main(["--endpoint", services.url("/fail/401"), "--api-key", "key-from-option"])
+    main(["--endpoint", services.url("fail-401", "token"), "--api-key", "key-from-option"])
 
-    assert services.token_requests[-1].headers["Authorization"] == "Bearer key-from-option"
+    assert services.last("/token").headers["Authorization"] == "Bearer key-from-option"
 
 
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
         ([], "the following arguments are required: --endpoint"),
-        (["--endpoint", "http://x/token", "--say", "hi", "--wav", "a.wav"], "not allowed with argument"),
-        (["--endpoint", "http://x/token", "--seconds", "0"], "--seconds must be positive"),
-        (["--endpoint", "http://x/token", "--seconds", "soon"], "invalid float value"),
+        (["--endpoint", "http://x/", "--say", "hi", "--wav", "a.wav"], "not allowed with argument"),
+        (["--endpoint", "http://x/", "--seconds", "0"], "--seconds must be positive"),
+        (["--endpoint", "http://x/", "--seconds", "soon"], "invalid float value"),
         (["--endpoint", "ftp://x/token"], "--endpoint must be an http(s) URL"),
-        (["--endpoint", "http://x/token", "--out", "/no/such/dir/reply.wav"], "--out: no such directory"),
-        (["--endpoint", "http://x/token", "--wav", "/no/such/file.wav"], "no such file"),
-        (["--endpoint", "http://x/token", "--say", "  "], "--say needs some text"),
+        (["--endpoint", "x.example.org"], "--endpoint must be an http(s) URL"),
+        (["--endpoint", "http://x/", "--out", "/no/such/dir/reply.wav"], "--out: no such directory"),
+        (["--endpoint", "http://x/", "--wav", "/no/such/file.wav"], "no such file"),
+        (["--endpoint", "http://x/", "--say", "  "], "--say needs some text"),
     ],
 )
 def test_usage_errors(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,7 +156,7 @@ def test_unreadable_wav_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureF
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("these are not samples")
 
-    assert main(["--endpoint", "http://x/token", "--wav", str(not_audio)]) == ExitCode.USAGE
+    assert main(["--endpoint", "http://x/", "--wav", str(not_audio)]) == ExitCode.USAGE
 
     assert "not a readable audio file" in capsys.readouterr().err
 
@@ -127,7 +174,7 @@ def test_console_script_reports_rate_limit(services: FakeServices) -> None:
     env = {**os.environ, API_KEY_ENV: "key-from-env"}
 
     result = subprocess.run(
-        [str(talk), "--endpoint", services.url("/fail/429"), "--say", "hi"],
+        [str(talk), "--endpoint", services.url("fail-429"), "--say", "hi"],
         capture_output=True,
         text=True,
         env=env,
@@ -138,4 +185,4 @@ def test_console_script_reports_rate_limit(services: FakeServices) -> None:
     assert result.returncode == ExitCode.RATE_LIMITED
     assert result.stdout == ""
     assert "(retry after 7 s)" in result.stderr
-    assert services.token_requests[-1].headers["Authorization"] == "Bearer key-from-env"
+    assert services.last("/calls").headers["Authorization"] == "Bearer key-from-env"
