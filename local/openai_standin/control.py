@@ -68,7 +68,7 @@ def add_routes(app: web.Application, standin: StandIn) -> None:
         return web.json_response(record.to_json())
 
     async def reset(_: web.Request) -> web.Response:
-        standin.reset()
+        await standin.areset()
         return web.json_response({"reset": True})
 
     app.router.add_post(f"{PREFIX}/faults", add_fault)

@@ -83,24 +83,30 @@ class StandIn:
 
     def reset(self) -> None:
         """A clean slate between tests: running calls ended (reason "shutdown"), no faults, no recorded requests or
-        hangups, no call records. Called on the stand-in's own loop (a test serving it there) the calls are only
-        told to end, since that loop cannot be waited on from itself."""
-        self.faults.clear()
-        self._end_running_calls()
-        self.request_log.clear()
-        self.calls.forget_ended()
-
-    def _end_running_calls(self) -> None:
-        loop, active = self._loop, self._active
-        if loop is None or active is None or not len(active) or loop.is_closed():
+        hangups, no call records. On the stand-in's own loop (a test serving it there) use `areset()` instead."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            self._forget()
             return
-        ending = asyncio.run_coroutine_threadsafe(active.close_all(), loop)
         try:
             on_its_loop = asyncio.get_running_loop() is loop
         except RuntimeError:
             on_its_loop = False
-        if not on_its_loop:
-            ending.result(timeout=15)
+        if on_its_loop:
+            raise RuntimeError("reset() would wait on its own loop; await areset() there")
+        asyncio.run_coroutine_threadsafe(self.areset(), loop).result(timeout=15)
+
+    async def areset(self) -> None:
+        """reset(), on the stand-in's loop."""
+        self.faults.clear()
+        if self._active is not None:
+            await self._active.close_all()
+        self._forget()
+
+    def _forget(self) -> None:
+        self.faults.clear()
+        self.request_log.clear()
+        self.calls.forget_ended()
 
     # -- the app -----------------------------------------------------------------------------------------------
 
