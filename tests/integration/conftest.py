@@ -57,8 +57,7 @@ def standin() -> Iterator[StandIn]:
 
 @pytest.fixture
 def fresh_standin(standin: StandIn) -> StandIn:
-    standin.faults.clear()
-    standin.requests.clear()
+    standin.reset()  # no faults, no recorded requests, no calls left from another test
     return standin
 
 

@@ -21,9 +21,17 @@ def offer() -> str:
     return make_offer()
 
 
+HANGUP_ENDPOINT = {"realtime": "hangup", "live": "live_hangup"}
+
+
+@pytest.fixture(params=sorted(HANGUP_ENDPOINT))
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def apis(stack: LocalStack, fresh_standin: StandIn) -> Iterator[tuple[TokenApi, LeashApi]]:
-    api = load_token_app(stack, fresh_standin, MAX_CALL_SECONDS="10")
+def apis(stack: LocalStack, fresh_standin: StandIn, backend: str) -> Iterator[tuple[TokenApi, LeashApi]]:
+    api = load_token_app(stack, fresh_standin, MAX_CALL_SECONDS="10", VOICE_BACKEND=backend)
     api.put_key(fresh_standin.api_key)
     yield api, load_leash(stack, fresh_standin)
     fresh_standin.reset()
@@ -65,11 +73,11 @@ def test_a_call_openai_already_ended_is_done(apis: tuple[TokenApi, LeashApi], of
 
 
 def test_hangup_failing_three_times_then_succeeding_still_ends_the_call(apis: tuple[TokenApi, LeashApi],
-                                                                        offer: str) -> None:
+                                                                        offer: str, backend: str) -> None:
     """Step Functions retries a raised error; each invocation's own quick retry also counts an attempt."""
     api, leash = apis
     call = start(api, offer)
-    api.standin.faults.add(Fault(status=500, times=3, endpoint="hangup"))
+    api.standin.faults.add(Fault(status=500, times=3, endpoint=HANGUP_ENDPOINT[backend]))
     failures = 0
     for _ in range(4):  # the state machine's MaxAttempts is 3 retries after the first attempt
         try:
@@ -97,11 +105,11 @@ def test_the_sweeper_ends_calls_past_their_end_and_leaves_the_rest(apis: tuple[T
 
 
 def test_a_sweep_survives_a_failing_call_and_retries_it_next_time(apis: tuple[TokenApi, LeashApi],
-                                                                   offer: str) -> None:
+                                                                   offer: str, backend: str) -> None:
     api, leash = apis
     call = start(api, offer)
     move_end(api, call["call_id"], call["ends_at"] - 60)
-    api.standin.faults.add(Fault(status=503, times=2, endpoint="hangup"))
+    api.standin.faults.add(Fault(status=503, times=2, endpoint=HANGUP_ENDPOINT[backend]))
     assert leash.invoke({"sweep": True}) == {"due": 1, "failed": 1}
     assert leash.invoke({"sweep": True}) == {"due": 1, "failed": 0}
     assert item(api, call["call_id"])["state"]["S"] == "ended"
