@@ -28,7 +28,7 @@ _context_args: dict[str, Any] = {}
 
 
 def _start_container(env: dict[str, str], log_path: str, code_dir: str, handler: str, context_args: dict[str, Any],
-                     parent_pid: int) -> None:
+                     parent_pid: int, ready: Any) -> None:
     global _handler, _context_args
     # Ctrl-C reaches the whole process group; a container is stopped by its parent, never halfway by the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -40,6 +40,7 @@ def _start_container(env: dict[str, str], log_path: str, code_dir: str, handler:
     module, _, attribute = handler.rpartition(".")
     _handler = getattr(importlib.import_module(module), attribute)
     _context_args = context_args
+    ready.put(os.getpid())
 
 
 def _invoke(event: dict[str, Any]) -> Any:
@@ -61,18 +62,25 @@ class FunctionPool:
         self.name = name
         env = {**env, "AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb)}
         context_args = {"function_name": name, "memory_mb": memory_mb, "timeout_s": timeout_s}
+        spawn = multiprocessing.get_context("spawn")
+        self._ready = spawn.Queue()  # each container says when its handler is imported
         self._pool = ProcessPoolExecutor(
-            max_workers=containers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_container,
-            initargs=(env, str(log_path), str(code_dir), handler, context_args, os.getpid()))
+            max_workers=containers, mp_context=spawn, initializer=_start_container,
+            initargs=(env, str(log_path), str(code_dir), handler, context_args, os.getpid(), self._ready))
         self.containers = containers
 
-    def warm(self) -> None:
-        """Start every container now, so the first request does not pay the cold starts."""
-        for future in [self._pool.submit(_warm) for _ in range(self.containers)]:
-            future.result(timeout=60)
+    def warm(self, timeout: float = 60) -> None:
+        """Start every container now and wait until each has imported its handler, so no request pays a cold start
+        (and a stop never waits for an import)."""
+        futures = [self._pool.submit(_warm) for _ in range(self.containers)]  # each submit spawns a container
+        for _ in range(self.containers):
+            self._ready.get(timeout=timeout)
+        for future in futures:
+            future.result(timeout=timeout)
 
     def invoke(self, event: dict[str, Any], timeout: float = 30) -> Any:
         return self._pool.submit(_invoke, event).result(timeout=timeout)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._ready.close()

@@ -39,7 +39,9 @@ class Listener:
             self._server.server_activate()
         except OSError as exc:  # two processes may bind one port with SO_REUSEADDR; only one may listen
             raise _busy(exc, self.port) from None
-        self._serving = threading.Thread(target=self._server.serve_forever, name=f"http-{self.port}", daemon=True)
+        # A short poll interval: close() waits up to one interval for the serving loop to notice.
+        self._serving = threading.Thread(target=self._server.serve_forever, args=(0.1,), name=f"http-{self.port}",
+                                         daemon=True)
         self._serving.start()
 
     def close(self) -> None:

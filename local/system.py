@@ -181,8 +181,8 @@ class LocalSystem:
         if self.leash:
             self.leash.stop()
             self.leash = None
-        for pool in self.pools.values():
-            pool.close()
+        with ThreadPoolExecutor(max_workers=len(self.pools) or 1) as closing:  # each close waits for its exits
+            list(closing.map(FunctionPool.close, self.pools.values()))
         self.pools.clear()
         if self.standin:
             self.standin.stop()
