@@ -235,6 +235,8 @@ async def _call(args: argparse.Namespace, session: RealtimeSession) -> int:
     finally:
         await session.close()
         printer.close()
+    if session.usage_seconds is not None:
+        _progress(f"GPT-Live usage: {session.usage_seconds:.1f} s ({session.usage_seconds / 60:.2f} min)")
     if session.hangup is not None and session.hangup.credited_seconds:
         _progress(f"hung up; {session.hangup.credited_seconds} s of the call limit given back")
     return _summary(args, session)

@@ -77,6 +77,7 @@ class RealtimeSession:
         self.session_created: dict[str, Any] | None = None
         self.end_reason: str | None = None
         self.hangup: HangupResult | None = None
+        self.usage_seconds: float | None = None  # GPT-Live's billed seconds so far (cumulative, as it reports them)
 
     async def __aenter__(self) -> RealtimeSession:
         await self.connect()
@@ -175,6 +176,11 @@ class RealtimeSession:
         if kind in READY_EVENTS and self.session_created is None:
             self.session_created = event
             self._ready.set()
+        usage = event.get("usage")
+        if kind in ("session.usage.updated", "session.closed") and isinstance(usage, dict):
+            seconds = usage.get("seconds")
+            if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+                self.usage_seconds = float(seconds)
         if kind == "session.closed" and isinstance(event.get("reason"), str) and not self._closed:
             # GPT-Live says why before the connection goes; that beats any inference from the connection.
             self.end_reason = live_reason(event["reason"], elapsed=self._elapsed(), max_seconds=self.max_seconds)

@@ -94,6 +94,8 @@ async def test_a_call_set_up_by_our_api_talks_and_its_hangup_gives_time_back(
     stats = wav_stats(out)
     assert stats.seconds > 0.5 and stats.rms > 1000
     assert not any("ek_" in json.dumps(event) for event in events)  # no OpenAI token on this path, anywhere
+    if backend == "live":
+        assert session.usage_seconds is not None and session.usage_seconds > 0  # session.usage.updated
 
 
 async def test_the_api_url_as_a_string_and_no_choices(services: FakeServices) -> None:

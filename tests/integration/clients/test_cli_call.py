@@ -108,6 +108,8 @@ def test_live_backend_talks_with_its_own_events(
     assert re.fullmatch(r"you: \(local stand-in heard 1\.\d s of speech\)", you)
     assert re.fullmatch(r"assistant: You said something for 1\.\d seconds; here it is played back\.", assistant)
     assert "server error" not in stderr  # talk sends nothing the live allow-list refuses
+    usage = re.search(r"talk: GPT-Live usage: (\d+\.\d) s \(\d\.\d\d min\)", stderr)
+    assert usage is not None and 1.0 <= float(usage.group(1)) <= 15.0
 
 
 def test_live_backend_refuses_say_before_any_call(services: FakeServices, capsys: pytest.CaptureFixture[str]) -> None:

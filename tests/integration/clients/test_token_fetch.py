@@ -44,7 +44,7 @@ def test_success_returns_token_session_and_rate_limit(
     token = fetch(flavor, services.url("ok", "token"), api_key="our-key", voice="cedar", preset="tutor")
 
     assert token.token.startswith("ek_") and token.token in standin.registry.values()
-    assert token.realtime_url == standin.base_url + "/realtime/calls"
+    assert token.realtime_url == services.url("ok") + "/openai/realtime/calls"  # the recording proxy
     assert 0 < token.expires_in() <= 600
     assert (token.model, token.voice, token.preset) == tuple(SESSION.values())
     assert token.rate_limit == RateLimit(limit=10, remaining=9, reset=60)
