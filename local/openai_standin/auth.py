@@ -32,12 +32,18 @@ class Credentials:
     def token(self, authorization: str) -> IssuedToken | None:
         return self.tokens.lookup(bearer(authorization))
 
-    def refuse_unless_standard(self, authorization: str,
-                               headers: Mapping[str, str] | None = None) -> web.Response | None:
-        """OpenAI's 401 for anything but the standard key, or None when it is the standard key."""
-        if self.is_standard(authorization):
-            return None
-        return unauthorized(authorization, headers)
+    def require_standard(self, authorization: str) -> None:
+        """Refused with OpenAI's 401 for anything but the standard key (an `ek_` token included)."""
+        if not self.is_standard(authorization):
+            raise Refused(unauthorized(authorization))
+
+
+class Refused(Exception):
+    """Raised by an endpoint for a request OpenAI would refuse; `response` is OpenAI's answer."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 def bearer(authorization: str) -> str:

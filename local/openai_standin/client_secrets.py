@@ -6,15 +6,13 @@ Checks the standard key, the content type and the body against our strict model 
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from local.openai_standin.auth import Credentials, mask_key, openai_error
-from local.openai_standin.endpoint import Incoming, RecordedRequest
+from local.openai_standin.endpoint import Incoming, RecordedRequest, json_body
 from local.openai_standin.faults import Fault, FaultPlan
 from local.openai_standin.realtime_session import effective_session
-from local.openai_standin.schema import RequestError, validate_client_secret_request
+from local.openai_standin.schema import validate_client_secret_request
 from local.openai_standin.tokens import TokenRegistry
 
 # Fault, FaultPlan, RecordedRequest and mask_key are imported from here by tests written before they moved.
@@ -42,18 +40,8 @@ class ClientSecrets:
         self.credentials.api_key = value
 
     async def handle(self, incoming: Incoming) -> web.StreamResponse:
-        refused = self.credentials.refuse_unless_standard(incoming.authorization)
-        if refused is not None:
-            return refused
-        if incoming.request.content_type != "application/json":
-            return openai_error(400, "Content-Type must be application/json.", "invalid_content_type")
-        try:
-            body = json.loads(incoming.raw)
-            validate_client_secret_request(body)
-        except RequestError as exc:
-            return openai_error(400, str(exc), exc.code, exc.param)
-        except ValueError:
-            return openai_error(400, "We could not parse the JSON body of your request.", "invalid_json")
+        self.credentials.require_standard(incoming.authorization)
+        body = json_body(incoming, validate_client_secret_request)
         session_request = body.get("session") or {"type": "realtime"}
         ttl = body.get("expires_after", {}).get("seconds", DEFAULT_TTL_SECONDS)
         token = self.registry.issue(effective_session(session_request), ttl)

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 from local.openai_standin import events
 from local.openai_standin.audio import Playback, seconds_of, tone
 from local.openai_standin.call_log import EndReason
-from local.openai_standin.events import JsonObject, error_event, new_id, server_event
-from local.openai_standin.session_update import ClientEventError, apply_session_update
+from local.openai_standin.events import ClientEventError, JsonObject, error_event, new_id, server_event
+from local.openai_standin.session_update import apply_session_update
 from local.openai_standin.vad import Listener, Started, Utterance, VadSettings
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,9 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from local.openai_standin.auth import Credentials
+from local.openai_standin.auth import Credentials, Refused, openai_error
 from local.openai_standin.faults import ENDPOINTS, FaultPlan
+from local.openai_standin.schema import RequestError
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,20 @@ class RequestLog:
 Handler = Callable[[Incoming], Awaitable[web.StreamResponse]]
 
 
+def json_body(incoming: Incoming, validate: Callable[[Any], None]) -> Any:
+    """The JSON body, checked by `validate` (which raises RequestError); Refused with OpenAI's 400 otherwise."""
+    if incoming.request.content_type != "application/json":
+        raise Refused(openai_error(400, "Content-Type must be application/json.", "invalid_content_type"))
+    try:
+        body = json.loads(incoming.raw)
+        validate(body)
+    except RequestError as exc:
+        raise Refused(openai_error(400, str(exc), exc.code, exc.param)) from None
+    except ValueError:
+        raise Refused(openai_error(400, "We could not parse the JSON body of your request.", "invalid_json")) from None
+    return body
+
+
 def endpoint(name: str, handler: Handler, *, faults: FaultPlan, log: RequestLog,
              credentials: Credentials) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """An aiohttp handler: body read, fault played (before any check, as an outage would), request recorded."""
@@ -101,7 +116,10 @@ def endpoint(name: str, handler: Handler, *, faults: FaultPlan, log: RequestLog,
             if fault is not None:
                 response = await fault.respond(request)
             if response is None:
-                response = await handler(incoming)
+                try:
+                    response = await handler(incoming)
+                except Refused as refused:
+                    response = refused.response
             return response
         finally:
             status = response.status if response is not None else 0  # 0: the connection was dropped

@@ -12,6 +12,16 @@ _BASE62 = string.ascii_letters + string.digits
 JsonObject = dict[str, Any]
 
 
+class ClientEventError(Exception):
+    """A client event OpenAI would refuse; becomes an `error` server event and leaves the session as it was."""
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+
 def new_id(prefix: str) -> str:
     """An id in OpenAI's style: a prefix and 21 base62 characters (`event_C9G8pqbTEddBSIxbBN6Os`)."""
     return prefix + "_" + "".join(secrets.choice(_BASE62) for _ in range(21))

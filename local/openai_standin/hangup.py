@@ -32,9 +32,7 @@ class Hangups:
         return await self._hang_up(incoming, "live")
 
     async def _hang_up(self, incoming: Incoming, kind: Kind) -> web.StreamResponse:
-        refused = self.credentials.refuse_unless_standard(incoming.authorization)
-        if refused is not None:
-            return refused
+        self.credentials.require_standard(incoming.authorization)
         call_id = incoming.call_id or ""
         peer = self.active.get(call_id)
         if peer is None or peer.record.kind != kind:

@@ -21,7 +21,7 @@ from typing import Any
 from local.openai_standin.audio import OutputTrack, Playback, seconds_of
 from local.openai_standin.call_log import EndReason
 from local.openai_standin.conversation import chunks
-from local.openai_standin.events import JsonObject, new_id
+from local.openai_standin.events import ClientEventError, JsonObject, new_id
 from local.openai_standin.live_schema import CLIENT_EVENT_TYPES
 from local.openai_standin.vad import Listener, Started, Utterance, VadSettings
 
@@ -56,14 +56,6 @@ def session_resource(session_id: str, requested: JsonObject, expires_at: int) ->
         "instructions": requested.get("instructions"),
         "store": requested.get("store", False),
     }
-
-
-class LiveError(Exception):
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
 
 
 class LiveSession:
@@ -186,23 +178,24 @@ class LiveSession:
         event_type = message.get("type")
         try:
             self._handle(event_type, message)
-        except LiveError as exc:
+        except ClientEventError as exc:
             self._error(exc.code, exc.message, exc.param, event_id)
 
     def _handle(self, event_type: Any, message: JsonObject) -> None:
         if not isinstance(event_type, str):
-            raise LiveError("missing_required_parameter", "Missing required parameter: 'type'.", "type")
+            raise ClientEventError("missing_required_parameter", "Missing required parameter: 'type'.", "type")
         if self._allowed_client is not None and event_type not in self._allowed_client:
-            raise LiveError("event_not_allowed",
+            raise ClientEventError("event_not_allowed",
                             f"Client event '{event_type}' is not allowed on this data channel "
                             "(session.client.data_channel.allowed_client_events).", "type")
         if event_type not in CLIENT_EVENT_TYPES:
-            raise LiveError("invalid_value", f"Invalid value: '{event_type}'. This is not a Live client event.", "type")
+            raise ClientEventError("invalid_value", f"Invalid value: '{event_type}'. This is not a Live client event.",
+                                   "type")
         if event_type == "session.close":
             self._request_close()
         elif event_type == "session.start":
-            raise LiveError("session_already_started",
+            raise ClientEventError("session_already_started",
                             "This WebRTC session started when it was created; session.start is for WebSockets.",
                             "type")
         else:
-            raise LiveError("unsupported_event", f"The local stand-in does not model '{event_type}'.", "type")
+            raise ClientEventError("unsupported_event", f"The local stand-in does not model '{event_type}'.", "type")

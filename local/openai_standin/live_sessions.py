@@ -7,7 +7,6 @@ arrives in `session.started`). The POST starts the session: there is no `session
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 
@@ -16,12 +15,11 @@ from aiohttp import web
 from local.openai_standin.active_calls import ActiveCalls
 from local.openai_standin.auth import Credentials, openai_error
 from local.openai_standin.call_log import CallRecord
-from local.openai_standin.endpoint import Incoming
+from local.openai_standin.endpoint import Incoming, json_body
 from local.openai_standin.live_schema import validate_live_create
 from local.openai_standin.live_session import LiveSession, session_resource
 from local.openai_standin.offer import InvalidOffer
 from local.openai_standin.peer import Peer
-from local.openai_standin.schema import RequestError
 
 PATH = "/v1/live/sessions"
 
@@ -35,18 +33,8 @@ class LiveSessions:
         self.usage_interval_seconds = usage_interval_seconds
 
     async def create(self, incoming: Incoming) -> web.StreamResponse:
-        refused = self.credentials.refuse_unless_standard(incoming.authorization)
-        if refused is not None:
-            return refused
-        if incoming.request.content_type != "application/json":
-            return openai_error(400, "Content-Type must be application/json.", "invalid_content_type")
-        try:
-            body = json.loads(incoming.raw)
-            validate_live_create(body)
-        except RequestError as exc:
-            return openai_error(400, str(exc), exc.code, exc.param)
-        except ValueError:
-            return openai_error(400, "We could not parse the JSON body of your request.", "invalid_json")
+        self.credentials.require_standard(incoming.authorization)
+        body = json_body(incoming, validate_live_create)
         session_id = "live_" + secrets.token_hex(16)
         resource = session_resource(session_id, body["session"], int(time.time() + self.max_session_seconds))
         record = CallRecord(session_id, "live", resource, server_side=True)

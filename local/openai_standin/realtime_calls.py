@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from local.openai_standin.active_calls import ActiveCalls
-from local.openai_standin.auth import Credentials, cors_headers, openai_error, unauthorized
+from local.openai_standin.auth import Credentials, Refused, cors_headers, openai_error, unauthorized
 from local.openai_standin.call_log import CallRecord
 from local.openai_standin.conversation import Conversation
 from local.openai_standin.endpoint import Incoming
@@ -31,14 +31,6 @@ _ALLOW_HEADERS = "Authorization, Content-Type"
 _ALLOW_METHODS = "POST, OPTIONS"
 
 
-class OfferRefused(Exception):
-    """The request cannot become a call; carries OpenAI's answer."""
-
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
 class RealtimeCalls:
     def __init__(self, credentials: Credentials, active: ActiveCalls, *, max_session_seconds: float) -> None:
         self.credentials = credentials
@@ -47,10 +39,7 @@ class RealtimeCalls:
 
     async def create(self, incoming: Incoming) -> web.StreamResponse:
         cors = {**cors_headers(incoming.request.headers), "Access-Control-Expose-Headers": "Location"}
-        try:
-            offer, session, server_side = self._offer_and_session(incoming, cors)
-        except OfferRefused as refused:
-            return refused.response
+        offer, session, server_side = self._offer_and_session(incoming, cors)
         call_id = "rtc_" + secrets.token_hex(16)
         record = CallRecord(call_id, "realtime", session, server_side)
 
@@ -71,54 +60,54 @@ class RealtimeCalls:
             return *self._server_side(incoming, cors), True
         token = self.credentials.token(authorization)
         if token is None:
-            raise OfferRefused(unauthorized(authorization, cors))
+            raise Refused(unauthorized(authorization, cors))
         if content_type == "multipart/form-data":
-            raise OfferRefused(openai_error(
+            raise Refused(openai_error(
                 401,
                 "Ephemeral keys cannot set up a call with multipart/form-data (parts 'sdp' and 'session'); that needs "
                 "a standard API key. With an ephemeral key, post the raw SDP offer as 'Content-Type: application/sdp'.",
                 "invalid_api_key", headers=cors))
         if content_type != "application/sdp":
-            raise OfferRefused(_content_type_error(content_type, "'application/sdp' (with an ephemeral key)", cors))
+            raise Refused(_content_type_error(content_type, "'application/sdp' (with an ephemeral key)", cors))
         try:
             return incoming.raw.decode("utf-8"), token.session, False
         except UnicodeDecodeError:
-            raise OfferRefused(openai_error(400, "The SDP offer is not valid UTF-8 text.", "invalid_offer",
+            raise Refused(openai_error(400, "The SDP offer is not valid UTF-8 text.", "invalid_offer",
                                             headers=cors)) from None
 
     def _server_side(self, incoming: Incoming, cors: dict[str, str]) -> tuple[str, dict[str, Any]]:
         content_type = incoming.request.content_type
         if content_type != "multipart/form-data" or incoming.parts is None:
             if incoming.malformed:
-                raise OfferRefused(openai_error(400, "The multipart/form-data body could not be parsed.",
+                raise Refused(openai_error(400, "The multipart/form-data body could not be parsed.",
                                                 "invalid_multipart", headers=cors))
-            raise OfferRefused(_content_type_error(
+            raise Refused(_content_type_error(
                 content_type, "'multipart/form-data' with parts 'sdp' and 'session' (with a standard API key)", cors))
         parts = incoming.parts
         for name in parts:
             if name not in _PARTS:
-                raise OfferRefused(openai_error(400, f"Unknown parameter: '{name}'.", "unknown_parameter", name, cors))
+                raise Refused(openai_error(400, f"Unknown parameter: '{name}'.", "unknown_parameter", name, cors))
         sdp = parts.get("sdp")
         if sdp is None:
-            raise OfferRefused(openai_error(400, "Missing required parameter: 'sdp'.", "missing_required_parameter",
+            raise Refused(openai_error(400, "Missing required parameter: 'sdp'.", "missing_required_parameter",
                                             "sdp", cors))
         if sdp.content_type != "application/sdp":
-            raise OfferRefused(openai_error(400, f"The 'sdp' part must be 'application/sdp', not '{sdp.content_type}'.",
+            raise Refused(openai_error(400, f"The 'sdp' part must be 'application/sdp', not '{sdp.content_type}'.",
                                             "invalid_content_type", "sdp", cors))
         requested: Any = {"type": "realtime"}  # OpenAI's schema makes the part optional; the product always sends it
         if "session" in parts:
             session = parts["session"]
             if session.content_type != "application/json":
-                raise OfferRefused(openai_error(
+                raise Refused(openai_error(
                     400, f"The 'session' part must be 'application/json', not '{session.content_type}'.",
                     "invalid_content_type", "session", cors))
             try:
                 requested = json.loads(session.text)
                 validate_call_session(requested)
             except RequestError as exc:
-                raise OfferRefused(openai_error(400, str(exc), exc.code, exc.param, cors)) from None
+                raise Refused(openai_error(400, str(exc), exc.code, exc.param, cors)) from None
             except ValueError:
-                raise OfferRefused(openai_error(400, "We could not parse the JSON of the 'session' part.",
+                raise Refused(openai_error(400, "We could not parse the JSON of the 'session' part.",
                                                 "invalid_json", "session", cors)) from None
         return sdp.text, effective_session(requested)
 

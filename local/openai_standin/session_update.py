@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from local.openai_standin.events import ClientEventError
+
 VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"})
 
 # The fields of RealtimeSessionCreateRequestGA; anything else is an unknown parameter, as OpenAI says.
@@ -41,16 +43,6 @@ _VAD_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "semantic_vad": {"eagerness": "auto", "create_response": True, "interrupt_response": True},
 }
-
-
-class ClientEventError(Exception):
-    """A client event OpenAI would refuse; becomes an `error` server event and leaves the session as it was."""
-
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
 
 
 def _unknown(param: str) -> ClientEventError:
