@@ -13,7 +13,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-VOICES = ["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"]
+# Realtime's built-in voices (a session may also name a custom voice by id).
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 
 
 def _obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -54,7 +55,7 @@ _TRANSCRIPTION = _obj({
 
 _VOICE = {"anyOf": [{"type": "string"}, _obj({"id": {"type": "string"}}, ["id"])]}
 
-_SESSION = _obj({
+SESSION = _obj({
     "type": {"const": "realtime"},
     "output_modalities": {"type": "array", "items": {"enum": ["text", "audio"]}},
     "model": {"type": "string"},
@@ -88,11 +89,11 @@ CLIENT_SECRET_REQUEST = _obj({
         "anchor": {"const": "created_at"},
         "seconds": {"type": "integer", "minimum": 10, "maximum": 7200},
     }),
-    "session": _SESSION,
+    "session": SESSION,
 })
 
 # The multipart `session` part, wrapped so that error paths name it as OpenAI does: `session.audio...`.
-_CALL_SESSION = _obj({"session": _SESSION}, ["session"])
+_CALL_SESSION = _obj({"session": SESSION}, ["session"])
 
 _VALIDATOR = Draft202012Validator(CLIENT_SECRET_REQUEST)
 _CALL_SESSION_VALIDATOR = Draft202012Validator(_CALL_SESSION)

@@ -6,32 +6,13 @@ import copy
 from typing import Any
 
 from local.openai_standin.events import ClientEventError
+from local.openai_standin.schema import SESSION, VOICES
 
-VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"})
-
-# The fields of RealtimeSessionCreateRequestGA; anything else is an unknown parameter, as OpenAI says.
-_SESSION_FIELDS = frozenset(
-    {
-        "type",
-        "output_modalities",
-        "model",
-        "instructions",
-        "audio",
-        "include",
-        "tracing",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "reasoning",
-        "max_output_tokens",
-        "truncation",
-        "prompt",
-    }
-)
-_AUDIO_FIELDS = {
-    "input": frozenset({"format", "transcription", "noise_reduction", "turn_detection"}),
-    "output": frozenset({"format", "voice", "speed"}),
-}
+# The fields of RealtimeSessionCreateRequestGA, from the same model client_secrets and calls are checked against;
+# anything else is an unknown parameter, as OpenAI says.
+_SESSION_FIELDS = frozenset(SESSION["properties"])
+_AUDIO_FIELDS = {direction: frozenset(part["properties"])
+                 for direction, part in SESSION["properties"]["audio"]["properties"].items()}
 _VAD_DEFAULTS: dict[str, dict[str, Any]] = {
     "server_vad": {
         "threshold": 0.5,
