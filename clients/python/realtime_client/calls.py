@@ -21,6 +21,7 @@ from realtime_client.http_answers import (
     json_object,
     raise_for_error,
     rate_limit,
+    session_choices,
     str_or_none,
     unreachable,
 )
@@ -120,7 +121,6 @@ def parse_call(response: httpx.Response) -> Call:
     ends_at = int_or_none(data.get("ends_at"))
     max_seconds = int_or_none(data.get("max_seconds"))
     hangup_token = data.get("hangup_token")
-    session = data.get("session") if isinstance(data.get("session"), dict) else {}
     if not isinstance(call_id, str) or not call_id:
         raise InvalidResponse(status, "invalid_response", "the call answer has no call_id")
     # Handing anything else to setRemoteDescription would only give an opaque SDP parse error.
@@ -130,14 +130,15 @@ def parse_call(response: httpx.Response) -> Call:
         raise InvalidResponse(status, "invalid_response", "the call answer has no integer ends_at and max_seconds")
     if not isinstance(hangup_token, str) or not hangup_token:
         raise InvalidResponse(status, "invalid_response", "the call answer has no hangup_token")
+    model, voice, preset = session_choices(data)
     return Call(
         call_id=call_id,
         sdp=sdp,
         ends_at=ends_at,
         max_seconds=max_seconds,
         hangup_token=hangup_token,
-        model=str_or_none(session.get("model")),
-        voice=str_or_none(session.get("voice")),
-        preset=str_or_none(session.get("preset")),
+        model=model,
+        voice=voice,
+        preset=preset,
         rate_limit=rate_limit(response.headers),
     )

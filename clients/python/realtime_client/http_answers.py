@@ -129,6 +129,12 @@ def _int_header(headers: httpx.Headers, name: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def session_choices(data: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """`model`, `voice` and `preset` of an answer's `session` object (each None when absent)."""
+    session = data.get("session") if isinstance(data.get("session"), dict) else {}
+    return str_or_none(session.get("model")), str_or_none(session.get("voice")), str_or_none(session.get("preset"))
+
+
 def str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
 

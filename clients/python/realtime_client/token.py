@@ -21,7 +21,7 @@ from realtime_client.http_answers import (
     json_object,
     raise_for_error,
     rate_limit,
-    str_or_none,
+    session_choices,
     unreachable,
 )
 
@@ -102,20 +102,20 @@ def _parse(response: httpx.Response) -> Token:
     token = data.get("token")
     expires_at = data.get("expires_at")
     realtime_url = data.get("realtime_url")
-    session = data.get("session") if isinstance(data.get("session"), dict) else {}
     if not isinstance(token, str) or not token:
         raise InvalidResponse(200, "invalid_response", "the token answer has no token")
     if not isinstance(expires_at, int) or isinstance(expires_at, bool):
         raise InvalidResponse(200, "invalid_response", "the token answer has no integer expires_at")
     if not isinstance(realtime_url, str) or not _safe_realtime_url(realtime_url):
         raise InvalidResponse(200, "invalid_response", f"unusable realtime_url {realtime_url!r}")
+    model, voice, preset = session_choices(data)
     return Token(
         token=token,
         expires_at=expires_at,
         realtime_url=realtime_url,
-        model=str_or_none(session.get("model")),
-        voice=str_or_none(session.get("voice")),
-        preset=str_or_none(session.get("preset")),
+        model=model,
+        voice=voice,
+        preset=preset,
         rate_limit=rate_limit(response.headers),
     )
 

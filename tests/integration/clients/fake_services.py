@@ -38,6 +38,7 @@ import httpx
 from aiohttp import web
 
 from local.openai_standin.server import StandIn
+from realtime_client import AuthError, ClientError, EndpointError, RateLimited, ServerError
 
 # status -> (code, message, Retry-After or None)
 FAILURES: dict[int, tuple[str, str, int | None]] = {
@@ -50,6 +51,18 @@ FAILURES: dict[int, tuple[str, str, int | None]] = {
     502: ("upstream_error", "OpenAI returned an error.", None),
     503: ("leash_unavailable", "The call could not be given a time limit; try again shortly.", 4),
     504: ("upstream_timeout", "OpenAI did not answer in time.", None),
+}
+# status -> the error type the client raises for it
+ERROR_TYPES: dict[int, type[EndpointError]] = {
+    400: ClientError,
+    401: AuthError,
+    403: ClientError,
+    413: ClientError,
+    429: RateLimited,
+    500: ServerError,
+    502: ServerError,
+    503: ServerError,
+    504: ServerError,
 }
 RATE_LIMIT_HEADERS = {"RateLimit-Limit": "10", "RateLimit-Remaining": "9", "RateLimit-Reset": "60"}
 DEFAULT_MAX_SECONDS = 300

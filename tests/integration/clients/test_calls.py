@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import pytest
 
 from local.openai_standin.server import StandIn
 from realtime_client import (
-    AuthError,
     CallSetup,
     ClientError,
     ConnectionFailed,
@@ -31,23 +29,14 @@ from realtime_client import (
     hang_up_call,
 )
 from tests.audio_files import wav_stats
-from tests.integration.clients.fake_services import DEFAULT_MAX_SECONDS, FAILURES, FakeServices
+from tests.integration.clients.fake_services import DEFAULT_MAX_SECONDS, ERROR_TYPES, FAILURES, FakeServices
+from tests.integration.clients.polling import types, until
 
 BACKENDS = pytest.mark.parametrize("backend", ["realtime", "live"])
 READY = {"realtime": "session.created", "live": "session.started"}
 REPLY_TRANSCRIPT = {"realtime": "response.output_audio_transcript.delta", "live": "session.output_transcript.delta"}
 
 
-async def until(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-def types(events: list[dict[str, Any]]) -> list[str]:
-    return [event["type"] for event in events]
 
 
 def standin_call(standin: StandIn, call_id: str | None) -> Any:
@@ -115,20 +104,9 @@ async def test_live_takes_no_text_from_the_client(services: FakeServices) -> Non
             session.send_text("hello")
 
 
-ERROR_CASES = [
-    (400, ClientError),
-    (401, AuthError),
-    (403, ClientError),
-    (413, ClientError),
-    (429, RateLimited),
-    (500, ServerError),
-    (502, ServerError),
-    (503, ServerError),
-    (504, ServerError),
-]
 
 
-@pytest.mark.parametrize(("status", "error_type"), ERROR_CASES)
+@pytest.mark.parametrize(("status", "error_type"), ERROR_TYPES.items())
 async def test_setup_failures_are_typed_and_leave_nothing_behind(
     services: FakeServices, status: int, error_type: type[EndpointError]
 ) -> None:

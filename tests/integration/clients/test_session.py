@@ -4,8 +4,6 @@ stand-in: SDP over HTTP, `oai-events`, audio both ways, refusal, hang-up."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +20,11 @@ from realtime_client import (
 )
 from tests.audio_files import wav_stats
 from tests.integration.clients.fake_services import FakeServices
+from tests.integration.clients.polling import types, until
 
 STANDARD_HEADERS = {"host", "accept", "accept-encoding", "connection", "user-agent", "content-length"}
 
 
-async def until(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-def types(events: list[dict[str, Any]]) -> list[str]:
-    return [event["type"] for event in events]
 
 
 async def test_microphone_audio_comes_back_and_is_recorded(

@@ -12,8 +12,6 @@ import pytest
 
 from local.openai_standin.server import StandIn
 from realtime_client import (
-    AuthError,
-    ClientError,
     EndpointNotFound,
     EndpointUnreachable,
     InvalidResponse,
@@ -25,7 +23,7 @@ from realtime_client import (
     fetch_token,
     fetch_token_async,
 )
-from tests.integration.clients.fake_services import FAILURES, SESSION, FakeServices
+from tests.integration.clients.fake_services import ERROR_TYPES, FAILURES, SESSION, FakeServices
 
 
 def fetch(flavor: str, endpoint: str, **kwargs: Any) -> Token:
@@ -70,21 +68,10 @@ def test_token_value_stays_out_of_repr(services: FakeServices) -> None:
     assert token.token not in str(token)
 
 
-ERROR_CASES = [
-    (400, ClientError),
-    (401, AuthError),
-    (403, ClientError),
-    (413, ClientError),
-    (429, RateLimited),
-    (500, ServerError),
-    (502, ServerError),
-    (503, ServerError),
-    (504, ServerError),
-]
 
 
 @both
-@pytest.mark.parametrize(("status", "error_type"), ERROR_CASES)
+@pytest.mark.parametrize(("status", "error_type"), ERROR_TYPES.items())
 def test_error_statuses_map_to_typed_errors(
     services: FakeServices, flavor: str, status: int, error_type: type[TokenError]
 ) -> None:
