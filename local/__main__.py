@@ -62,7 +62,7 @@ def _banner(system: LocalSystem, key: str | None, seconds: float) -> None:
     print(f"""
   AWS (moto)       {system.moto_url}   table {system.stack.table_name}, secrets from template.yaml
   OpenAI           {openai}
-  API              {system.api_url}   (POST /calls, POST /token, GET /options, /health, /openapi.json)
+  API              {system.api_url}   (POST /calls, GET /options, /health, /openapi.json)
   Leash            {leash or "none in the template"}
   Function logs    {system.function_log}
   Started in {seconds:.1f} s.

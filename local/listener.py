@@ -22,6 +22,8 @@ class Listener:
         # The handler comes with open(): what serves the port may be built only once the port is known.
         self._server = ThreadingHTTPServer((host, port), BaseHTTPRequestHandler, bind_and_activate=False)
         self._server.daemon_threads = True
+        # socketserver's backlog of 5 resets the sixth of many simultaneous connections; API Gateway takes them all.
+        self._server.request_queue_size = 128
         self._serving: threading.Thread | None = None
         try:
             self._server.server_bind()

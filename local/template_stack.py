@@ -197,6 +197,8 @@ class _Resolver:
                     return self.arn(logical)
                 if attribute.endswith("DomainName"):
                     return f"{logical.lower()}.local"
+                if attribute == "Name" and self.ref(logical).startswith("arn:"):  # a state machine's name
+                    return self.ref(logical).rsplit(":", 1)[-1]
                 return f"{self.ref(logical)}.{attribute}"
             case "Fn::Sub":
                 text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.value(arg[1]))

@@ -184,7 +184,9 @@ def test_python_m_local_starts_fast_serves_and_stops_on_ctrl_c() -> None:
         assert any(f"http://localhost:{port}/" in line for line in lines)
         assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
         assert httpx.post(f"http://127.0.0.1:{port}/token").status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{port}/config.json").json()["tokenUrl"] == f"http://127.0.0.1:{port}/token"
+        api = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{api}/config.json").json() == {
+            "apiUrl": f"{api}/", "callsUrl": f"{api}/calls", "optionsUrl": f"{api}/options", "tokenUrl": f"{api}/token"}
 
         busy = subprocess.run([sys.executable, "-m", "local"], cwd=ROOT, env=env, capture_output=True, text=True,
                               timeout=60)
