@@ -1,5 +1,6 @@
-// The token service: where it is (config.json), what it offers (/options) and a token for one call (/token).
-// Every failure becomes a TokenError whose `kind` says what the page should tell the caller.
+// The call service: where it is (config.json), what it offers (GET /options), a call set up for us (POST /calls)
+// and a call hung up early (POST /calls/{id}/hangup). The service talks to OpenAI; this page never holds an OpenAI
+// token. Every failure becomes a ServiceError whose `kind` says what the page should tell the caller.
 
 export class ConfigError extends Error {
   constructor(message) {
@@ -8,12 +9,12 @@ export class ConfigError extends Error {
   }
 }
 
-export class TokenError extends Error {
-  // kind: 'network' (no answer), 'rate-limited' (429), 'forbidden' (403), 'server' (5xx), 'refused' (other 4xx),
-  // 'bad-response' (an answer that is not what the API promises).
+export class ServiceError extends Error {
+  // kind: 'network' (no answer), 'rate-limited' (429), 'forbidden' (403), 'unauthorised' (401), 'server' (5xx),
+  // 'refused' (other 4xx), 'bad-response' (an answer that is not what the API promises).
   constructor({ kind, message, status = 0, code = '', retryAfter = null, allowance = null }) {
     super(message);
-    this.name = 'TokenError';
+    this.name = 'ServiceError';
     this.kind = kind;
     this.status = status;
     this.code = code;
@@ -33,13 +34,17 @@ export async function loadConfig(url = 'config.json') {
     throw new ConfigError(`The page is not set up: config.json answered HTTP ${response.status}.`);
   }
   const config = await response.json().catch(() => null);
-  if (!config || typeof config.tokenUrl !== 'string' || !config.tokenUrl) {
-    throw new ConfigError('The page is not set up: config.json has no tokenUrl.');
+  // callsUrl and optionsUrl are written by the deployer; apiUrl alone is enough to find both.
+  const api = typeof config?.apiUrl === 'string' && config.apiUrl ? config.apiUrl.replace(/\/*$/, '/') : null;
+  const callsUrl = stringOr(config?.callsUrl, api && `${api}calls`);
+  if (!callsUrl) {
+    throw new ConfigError('The page is not set up: config.json has no callsUrl.');
   }
-  return {
-    tokenUrl: config.tokenUrl,
-    optionsUrl: typeof config.optionsUrl === 'string' && config.optionsUrl ? config.optionsUrl : null,
-  };
+  return { callsUrl, optionsUrl: stringOr(config?.optionsUrl, api && `${api}options`) };
+}
+
+function stringOr(value, fallback) {
+  return typeof value === 'string' && value ? value : fallback || null;
 }
 
 export async function fetchOptions(optionsUrl) {
@@ -47,26 +52,27 @@ export async function fetchOptions(optionsUrl) {
   try {
     response = await fetch(optionsUrl, { credentials: 'omit' });
   } catch {
-    throw new TokenError({ kind: 'network', message: 'The token service could not be reached.' });
+    throw new ServiceError({ kind: 'network', message: 'The call service could not be reached.' });
   }
   if (!response.ok) {
     throw await errorFrom(response);
   }
   const options = await response.json().catch(() => null);
   if (!options || !Array.isArray(options.voices)) {
-    throw new TokenError({ kind: 'bad-response', status: response.status, message: 'The options were unreadable.' });
+    throw new ServiceError({ kind: 'bad-response', status: response.status, message: 'The options were unreadable.' });
   }
   return options;
 }
 
-// `choice` is {voice, preset}; empty values are left out so the server applies its defaults.
-export async function fetchToken(tokenUrl, choice, signal) {
-  const body = {};
+// Posts our SDP offer; the service sets the call up with OpenAI under the owner's policy and time limit and answers
+// with OpenAI's SDP answer. `choice` is {voice, preset}; empty values are left out so the server's defaults apply.
+export async function startCall(callsUrl, sdp, choice, signal) {
+  const body = { sdp };
   if (choice.voice) body.voice = choice.voice;
   if (choice.preset) body.preset = choice.preset;
   let response;
   try {
-    response = await fetch(tokenUrl, {
+    response = await fetch(callsUrl, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(body),
@@ -76,29 +82,47 @@ export async function fetchToken(tokenUrl, choice, signal) {
     });
   } catch (error) {
     if (error.name === 'AbortError') throw error;
-    throw new TokenError({
+    throw new ServiceError({
       kind: 'network',
-      message: 'The token service could not be reached. Check your connection and try again.',
+      message: 'The call service could not be reached. Check your connection and try again.',
     });
   }
   if (!response.ok) {
     throw await errorFrom(response);
   }
   const data = await response.json().catch(() => null);
-  if (!data || typeof data.token !== 'string' || typeof data.realtime_url !== 'string') {
-    throw new TokenError({
+  if (!data || typeof data.call_id !== 'string' || typeof data.sdp !== 'string'
+      || typeof data.hangup_token !== 'string' || !(Number(data.max_seconds) > 0)) {
+    throw new ServiceError({
       kind: 'bad-response',
       status: response.status,
-      message: 'The token service gave an answer this page does not understand.',
+      message: 'The call service gave an answer this page does not understand.',
     });
   }
   return {
-    token: data.token,
-    expiresAt: data.expires_at,
-    realtimeUrl: data.realtime_url,
+    callId: data.call_id,
+    sdp: data.sdp,
+    maxSeconds: Number(data.max_seconds),
+    hangupToken: data.hangup_token,
     session: data.session ?? {},
     allowance: allowanceFrom(response.headers),
   };
+}
+
+// Fire and forget: keepalive lets the request outlive the page (a closed tab still ends the call and gives the
+// unused minutes back). If it is lost anyway, the server's own time limit still ends the call.
+export function hangUpCall(callsUrl, callId, hangupToken) {
+  try {
+    fetch(`${callsUrl}/${encodeURIComponent(callId)}/hangup`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ hangup_token: hangupToken }),
+      credentials: 'omit',
+      keepalive: true,
+    }).catch(() => {});
+  } catch {
+    // A page being torn down may refuse new requests; nothing more can be done from here.
+  }
 }
 
 async function errorFrom(response) {
@@ -112,9 +136,10 @@ async function errorFrom(response) {
   let kind = 'refused';
   if (status === 429) kind = 'rate-limited';
   else if (status === 403) kind = 'forbidden';
+  else if (status === 401) kind = 'unauthorised';
   else if (status >= 500) kind = 'server';
-  const message = serverMessage || `The token service answered HTTP ${status}.`;
-  return new TokenError({ kind, status, code, message, retryAfter, allowance });
+  const message = serverMessage || `The call service answered HTTP ${status}.`;
+  return new ServiceError({ kind, status, code, message, retryAfter, allowance });
 }
 
 // Retry-After is delay-seconds or an HTTP date (RFC 9110); this API sends seconds, a proxy might send a date.

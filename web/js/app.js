@@ -1,28 +1,44 @@
 // The page: buttons, status line and messages, and the order of things in a call.
-// idle -> microphone -> token -> connecting -> connected -> ended, or error from any step before connected.
+// idle -> microphone -> connecting -> connected -> ended, or error from any step before connected.
+//
+// The call service sets up every call (POST /calls) and ends it at the owner's time limit; this page makes the
+// offer, shows how much time is left, and tells a call ended at the limit (no reconnect) from a dropped connection
+// (Reconnect offered: a new call). It never holds an OpenAI token.
 
-import { fetchOptions, fetchToken, loadConfig, TokenError } from './api.js';
-import { Call, CallFailedError, CallRefusedError } from './call.js';
-import { Countdown, formatWait } from './countdown.js';
+import { fetchOptions, hangUpCall, loadConfig, ServiceError, startCall as placeCall } from './api.js';
+import { Call, CallFailedError } from './call.js';
+import { Countdown, formatClock, formatWait } from './countdown.js';
 import { LevelMeters } from './meter.js';
 import { Transcript } from './transcript.js';
 
 const STATUS = {
   idle: 'Idle',
   microphone: 'Asking for the microphone…',
-  token: 'Getting a token…',
   connecting: 'Connecting…',
   connected: 'Connected',
   ended: 'Call ended',
   error: 'Error',
 };
-const BUSY = new Set(['microphone', 'token', 'connecting', 'connected']);
+const BUSY = new Set(['microphone', 'connecting', 'connected']);
 // An `error` event this close before the peer goes away is why it went away.
 const SESSION_ERROR_WINDOW_MS = 5000;
-// Used when /options could not say how long a token lives; the service's default.
-const DEFAULT_TOKEN_TTL_SECONDS = 60;
-// A token this close to expiring may expire on the way to OpenAI.
-const TOKEN_MARGIN_MS = 5000;
+// The page's clock for a call starts when the answer arrives, a little after the server's (which starts when
+// OpenAI answered it, and is kept in whole seconds), so the server's hangup may come up to a second or two before
+// this page reaches zero. An end this close to the limit is the limit, not a dropped connection.
+const LIMIT_TOLERANCE_MS = 3000;
+// If the server has not ended the call this long after the limit, the page hangs up itself.
+const LIMIT_GRACE_MS = 10000;
+const WARN_AT_SECONDS = 30;
+// GPT-Live's session.closed reasons, in words (https://platform.openai.com/docs: session.closed).
+const CLOSED_REASONS = {
+  expired: 'the time limit was reached',
+  close_requested: 'the call was hung up',
+  connection_lost: 'the connection was lost',
+  remote_hangup: 'the other side hung up',
+  content: 'OpenAI ended it because of what was said',
+};
+// After these a new call is worth offering: the line went, nobody meant to end the conversation.
+const RECONNECTABLE_REASONS = new Set(['connection_lost', 'expired']);
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -33,6 +49,8 @@ const ui = {
   reconnect: $('reconnect'),
   message: $('message'),
   countdown: $('countdown'),
+  timeLeft: $('time-left'),
+  usage: $('usage'),
   micLevel: $('mic-level'),
   assistantLevel: $('assistant-level'),
   voice: $('voice'),
@@ -46,23 +64,23 @@ const ui = {
 
 const meters = new LevelMeters();
 const transcript = new Transcript(ui.transcript, ui.transcriptEmpty);
-const countdown = new Countdown();
+const wait = new Countdown(); // a Retry-After being waited out
+const clock = new Countdown(); // the time left in the call under way
 
 let config = null;
 let options = null;
 let state = 'idle';
-let attempt = null; // the call being set up or under way: {controller, stream, call, sessionError}
-let last = { call: null, stream: null, context: null }; // kept after a call ends so tests can check the release
-const timings = { clickAt: null, microphoneMs: null, tokenMs: null, connectedAt: null, clickToConnectedMs: null };
-const eventLog = [];
+// The call being set up or under way: {controller, stream, call, placed, deadline, closed, sessionError,
+// serverEnded, graceTimer}. `placed` is the service's answer (call id, hangup token, limit) once it has come.
+let attempt = null;
 
-exposeDebugHook();
 init();
 
 async function init() {
   ui.talk.addEventListener('click', () => (attempt ? hangUp() : startCall()));
   ui.reconnect.addEventListener('click', () => startCall());
   ui.mute.addEventListener('click', () => setMuted(ui.mute.getAttribute('aria-pressed') !== 'true'));
+  // Closing the tab ends the call at once (keepalive) instead of leaving it to run to its limit.
   window.addEventListener('pagehide', () => hangUp());
   setState('idle', 'loading…');
   try {
@@ -88,74 +106,33 @@ async function loadOptions() {
   fillSelect(ui.preset, options.presets ?? [], options.default_preset,
     (name) => capitalise(name.replace(/[-_]/g, ' ')));
   transcript.expectUserText = options.transcription !== false;
-  ui.allowancePolicy.textContent = describePolicy(options.anonymous);
+  ui.app.dataset.backend = isLive() ? 'live' : 'realtime';
+  ui.allowancePolicy.textContent = describePolicy(options);
   ui.voice.disabled = ui.preset.disabled = BUSY.has(state);
+}
+
+// GPT-Live says when its session is up (session.started) and why it ended (session.closed); Realtime says neither.
+function isLive() {
+  return options?.backend === 'live';
 }
 
 // --- a call, from the click to connected ---------------------------------------------------------------------
 
 async function startCall() {
-  if (attempt || !config || countdown.active) return;
-  const current = { controller: new AbortController(), stream: null, call: null, sessionError: null };
+  if (attempt || !config || wait.active) return;
+  const current = {
+    controller: new AbortController(), stream: null, call: null, placed: null, deadline: 0, closed: null,
+    sessionError: null, serverEnded: false, graceTimer: 0,
+  };
   attempt = current;
-  last = { call: null, stream: null, context: null };
-  timings.clickAt = performance.now();
-  timings.microphoneMs = timings.tokenMs = timings.connectedAt = timings.clickToConnectedMs = null;
   meters.open(); // still inside the click: an AudioContext may only start after a user gesture
   if (document.activeElement === ui.reconnect) ui.talk.focus();
   ui.reconnect.hidden = true;
   delete ui.app.dataset.reason;
   showMessage('');
+  showUsage(null);
   setState('microphone');
 
-  // Both at once: the token is usually ready by the time the person has answered the microphone prompt.
-  const choice = { voice: ui.voice.value, preset: ui.preset.value };
-  let mintedAt = 0;
-  const microphone = requestMicrophone();
-  const minting = fetchToken(config.tokenUrl, choice, current.controller.signal).then((token) => {
-    mintedAt = performance.now();
-    timings.tokenMs = mintedAt - timings.clickAt;
-    return token;
-  });
-  microphone.then(() => {
-    timings.microphoneMs = performance.now() - timings.clickAt;
-    if (attempt === current && state === 'microphone') setState('token');
-  }, () => {});
-  const [mic, minted] = await Promise.allSettled([microphone, minting]);
-
-  if (attempt !== current) {
-    if (mic.status === 'fulfilled') stopTracks(mic.value); // hung up while we waited
-    return;
-  }
-  const tokenError = minted.status === 'rejected' ? minted.reason : null;
-  showAllowance(minted.status === 'fulfilled' ? minted.value.allowance : tokenError?.allowance);
-  if (mic.status === 'rejected') {
-    // The token is dropped unused: it expires on its own shortly, and without a microphone there is no call.
-    fail(microphoneMessage(mic.reason), tokenError?.retryAfter);
-    return;
-  }
-  current.stream = last.stream = mic.value;
-  if (tokenError) {
-    fail(tokenMessage(tokenError), tokenError.retryAfter);
-    return;
-  }
-  let token = minted.value;
-  if (performance.now() - mintedAt > tokenLifetimeMs() - TOKEN_MARGIN_MS) {
-    // The prompt stayed open longer than a token lives (it only starts calls until it expires): get a fresh one.
-    setState('token');
-    try {
-      token = await fetchToken(config.tokenUrl, choice, current.controller.signal);
-    } catch (error) {
-      if (attempt === current) fail(tokenMessage(error), error.retryAfter);
-      return;
-    }
-    if (attempt !== current) return;
-    showAllowance(token.allowance);
-  }
-
-  setState('connecting');
-  meters.watch('mic', current.stream, ui.micLevel);
-  ui.mute.disabled = false;
   const call = new Call({
     onRemoteStream: (stream) => {
       if (attempt !== current) return;
@@ -164,30 +141,63 @@ async function startCall() {
     },
     onServerEvent: (event) => onServerEvent(current, event),
     onDropped: () => onDropped(current),
-  });
-  current.call = last.call = call;
+  }, { readyEvent: isLive() ? 'session.started' : null });
+  current.call = call;
+
+  // Both at once: the call is usually set up by the time the person has answered the microphone prompt.
+  const choice = { voice: ui.voice.value, preset: ui.preset.value };
+  const microphone = requestMicrophone();
+  microphone.then(() => {
+    if (attempt === current && state === 'microphone') setState('connecting');
+  }, () => {});
+  const placing = placeAndAnswer(current, call, choice);
+  const [mic, placed] = await Promise.allSettled([microphone, placing]);
+
+  if (attempt !== current) {
+    if (mic.status === 'fulfilled') stopTracks(mic.value); // hung up, or the call ended, while we waited
+    return;
+  }
+  const serviceError = placed.status === 'rejected' ? placed.reason : null;
+  showAllowance(placed.status === 'fulfilled' ? placed.value.allowance : serviceError?.allowance);
+  if (mic.status === 'rejected') {
+    fail(microphoneMessage(mic.reason), serviceError?.retryAfter); // release() hangs up a call already set up
+    return;
+  }
+  current.stream = mic.value;
+  if (serviceError) {
+    fail(serviceMessage(serviceError), serviceError.retryAfter);
+    return;
+  }
+
+  setState('connecting');
+  meters.watch('mic', current.stream, ui.micLevel);
+  ui.mute.disabled = false;
   try {
-    await call.connect({
-      stream: current.stream,
-      token: token.token,
-      realtimeUrl: token.realtimeUrl,
-      signal: current.controller.signal,
-    });
+    await call.attachMicrophone(current.stream);
+    await call.ready(current.controller.signal);
   } catch (error) {
     if (attempt === current) fail(callMessage(error));
     return;
   }
   if (attempt !== current) return;
-  timings.connectedAt = performance.now();
-  timings.clickToConnectedMs = timings.connectedAt - timings.clickAt;
   if (!transcript.isEmpty) transcript.note('New call');
   setState('connected', 'speak whenever you like');
 }
 
-// Measured on this clock from when the token arrived, so a wrong clock on this computer does not matter.
-function tokenLifetimeMs() {
-  const seconds = Number(options?.token_ttl_seconds);
-  return (Number.isFinite(seconds) && seconds > 0 ? seconds : DEFAULT_TOKEN_TTL_SECONDS) * 1000;
+// The offer goes to the service, and its answer (OpenAI's) into the connection. The request is not cancelled when
+// the person hangs up meanwhile: a call the service set up must be hung up to give its minutes back, and only
+// the answer says which call that is.
+async function placeAndAnswer(current, call, choice) {
+  const sdp = await call.offer();
+  const placed = await placeCall(config.callsUrl, sdp, choice);
+  if (attempt !== current) {
+    hangUpCall(config.callsUrl, placed.callId, placed.hangupToken);
+    return placed;
+  }
+  current.placed = placed;
+  startClock(current, placed.maxSeconds);
+  await call.answer(placed.sdp);
+  return placed;
 }
 
 function requestMicrophone() {
@@ -202,24 +212,100 @@ function requestMicrophone() {
   });
 }
 
+// --- the call's time limit -----------------------------------------------------------------------------------
+
+// Counted on this page's clock from when the answer arrived, so a wrong clock on this computer does not matter.
+function startClock(current, maxSeconds) {
+  current.deadline = performance.now() + maxSeconds * 1000;
+  let warned = false;
+  ui.timeLeft.hidden = false;
+  ui.timeLeft.dataset.warning = 'false';
+  clock.start(maxSeconds, (left) => {
+    showTimeLeft(left);
+    if (left <= WARN_AT_SECONDS && !warned) {
+      warned = true;
+      ui.timeLeft.dataset.warning = 'true';
+      showMessage(`${left} seconds left: the call ends at its ${limitName(maxSeconds)} limit.`, 'warning');
+    }
+  }, () => {
+    showTimeLeft(0);
+    // The server ends the call now; should it not, the page does not outstay the limit either.
+    current.graceTimer = setTimeout(() => {
+      if (attempt === current) endCall(current);
+    }, LIMIT_GRACE_MS);
+  });
+}
+
+function showTimeLeft(seconds) {
+  ui.timeLeft.textContent = `Time left: ${formatClock(seconds)}`;
+  ui.timeLeft.dataset.secondsLeft = String(seconds);
+}
+
+function limitReached(current) {
+  return current.deadline > 0 && performance.now() >= current.deadline - LIMIT_TOLERANCE_MS;
+}
+
+// "5-minute", or "20-second" for limits under a minute or not in whole minutes.
+function limitName(seconds) {
+  return seconds >= 60 && seconds % 60 === 0 ? `${seconds / 60}-minute` : `${seconds}-second`;
+}
+
 // --- during and after a call ---------------------------------------------------------------------------------
 
 function onServerEvent(current, event) {
   if (attempt !== current) return;
-  eventLog.push(event.type);
-  if (eventLog.length > 1000) eventLog.shift();
-  if (event.type === 'error') {
-    const message = event.error?.message || 'an unknown error';
-    current.sessionError = { message, at: performance.now() };
-    showMessage(`OpenAI reported: ${message}`, 'warning');
+  switch (event.type) {
+    case 'error': {
+      const message = event.error?.message || 'an unknown error';
+      current.sessionError = { message, at: performance.now() };
+      showMessage(`OpenAI reported: ${message}`, 'warning');
+      break;
+    }
+    case 'session.usage.updated':
+      showUsage(event.usage?.seconds);
+      break;
+    case 'session.closed':
+      current.closed = { reason: String(event.reason ?? '') };
+      showUsage(event.usage?.seconds);
+      break;
+    default:
+      break;
   }
   transcript.handle(event);
 }
 
+// The connection went without this side asking: the limit, a session closed by the server, or a drop.
 function onDropped(current) {
   if (attempt !== current) return;
+  endCall(current);
+}
+
+function endCall(current) {
   attempt = null;
+  const atLimit = limitReached(current);
+  const closed = current.closed;
+  // A call the server ended needs no hangup from here; a dropped one may still run at OpenAI, so it gets one.
+  current.serverEnded = atLimit || closed !== null;
   release(current);
+  if (atLimit) {
+    const sentence = `Call ended: the ${limitName(current.placed.maxSeconds)} limit was reached`;
+    ui.app.dataset.reason = 'limit';
+    setState('ended', 'time limit reached');
+    showMessage(sentence, 'info');
+    transcript.note(sentence);
+    return;
+  }
+  if (closed) {
+    const words = CLOSED_REASONS[closed.reason] ?? 'the session was closed';
+    const reconnectable = RECONNECTABLE_REASONS.has(closed.reason);
+    ui.app.dataset.reason = 'session-closed';
+    setState('ended', words);
+    showMessage(`Call ended: ${words}.${reconnectable ? ' Press Reconnect to start a new call.' : ''}`,
+      reconnectable ? 'error' : 'info');
+    transcript.note(`Call ended: ${words}`);
+    ui.reconnect.hidden = !reconnectable;
+    return;
+  }
   const error = current.sessionError;
   const recent = error && performance.now() - error.at < SESSION_ERROR_WINDOW_MS;
   ui.app.dataset.reason = recent ? 'session-ended' : 'dropped';
@@ -252,13 +338,20 @@ function fail(message, retryAfter = null) {
   if (retryAfter) startWait(retryAfter);
 }
 
-// Everything a call holds is let go here: the microphone, the connection, the meters and the audio element.
+// Everything a call holds is let go here: the call at the service, the microphone, the connection, the meters,
+// the clock and the audio element.
 function release(current) {
   current.controller.abort();
+  clearTimeout(current.graceTimer);
+  clock.cancel();
+  ui.timeLeft.hidden = true;
+  if (current.placed && !current.serverEnded) {
+    hangUpCall(config.callsUrl, current.placed.callId, current.placed.hangupToken);
+  }
   current.call?.close();
   transcript.endCall();
   if (current.stream) stopTracks(current.stream);
-  last.context = meters.stop();
+  meters.stop();
   ui.audio.srcObject = null;
   ui.mute.setAttribute('aria-pressed', 'false');
   ui.mute.disabled = true;
@@ -268,6 +361,8 @@ function stopTracks(stream) {
   for (const track of stream.getTracks()) track.stop();
 }
 
+// The track is switched off here, not on the server: muting needs no client event (a GPT-Live session may refuse
+// them all), and nothing is sent while muted.
 function setMuted(muted) {
   ui.mute.setAttribute('aria-pressed', String(muted));
   for (const track of attempt?.stream?.getAudioTracks() ?? []) track.enabled = !muted;
@@ -278,7 +373,7 @@ function setMuted(muted) {
 
 function startWait(seconds) {
   ui.countdown.hidden = false;
-  countdown.start(seconds, (left) => {
+  wait.start(seconds, (left) => {
     ui.countdown.textContent = `You can try again in ${formatWait(left)}.`;
     ui.countdown.dataset.secondsLeft = String(left);
     ui.talk.disabled = true;
@@ -303,13 +398,29 @@ function setState(next, detail = '') {
   ui.status.textContent = detail ? `${STATUS[next]} — ${detail}` : STATUS[next];
   ui.talk.textContent = busy ? 'Hang up' : 'Talk';
   ui.talk.dataset.action = busy ? 'hangup' : 'talk';
-  ui.talk.disabled = !config || (!busy && countdown.active);
+  ui.talk.disabled = !config || (!busy && wait.active);
   ui.voice.disabled = ui.preset.disabled = busy || !options;
 }
 
 function showMessage(text, kind = 'info') {
   ui.message.textContent = text;
   ui.message.dataset.kind = text ? kind : '';
+}
+
+// GPT-Live reports the session's length so far (cumulative seconds, billed per minute); null hides it.
+function showUsage(seconds) {
+  const value = Number(seconds);
+  if (seconds == null || !Number.isFinite(value)) {
+    if (seconds === null) {
+      ui.usage.hidden = true;
+      ui.usage.textContent = '';
+      ui.usage.dataset.seconds = '';
+    }
+    return;
+  }
+  ui.usage.hidden = false;
+  ui.usage.textContent = `Minutes used: ${(value / 60).toFixed(1)}`;
+  ui.usage.dataset.seconds = String(value);
 }
 
 function showAllowance(allowance) {
@@ -319,13 +430,22 @@ function showAllowance(allowance) {
   ui.allowanceLeft.dataset.remaining = String(allowance.remaining);
 }
 
-function describePolicy(anonymous) {
-  if (!anonymous) return '';
-  if (!anonymous.enabled) return 'Calls without an API key are switched off on this site.';
-  const burst = Number(anonymous.burst);
-  const rate = Number(anonymous.rate_per_hour);
-  const calls = `${burst} call${burst === 1 ? '' : 's'}`;
-  return `Each visitor may start ${calls} in a row, then ${rate} more per hour.`;
+function describePolicy(policy) {
+  const parts = [];
+  const maxSeconds = Number(policy.max_call_seconds);
+  if (maxSeconds > 0) {
+    parts.push(`Each call lasts at most ${maxSeconds < 60 || maxSeconds % 60 ? `${maxSeconds} seconds`
+      : `${maxSeconds / 60} minute${maxSeconds === 60 ? '' : 's'}`}.`);
+  }
+  const anonymous = policy.anonymous;
+  if (anonymous && !anonymous.enabled) {
+    parts.push('Calls without an API key are switched off on this site.');
+  } else if (anonymous) {
+    const burst = Number(anonymous.burst);
+    const rate = Number(anonymous.rate_per_hour);
+    parts.push(`Each visitor may start ${burst} call${burst === 1 ? '' : 's'} in a row, then ${rate} more per hour.`);
+  }
+  return parts.join(' ');
 }
 
 function microphoneMessage(error) {
@@ -347,26 +467,31 @@ function microphoneMessage(error) {
   }
 }
 
-function tokenMessage(error) {
-  if (!(error instanceof TokenError)) return 'Something went wrong while getting a token. Please try again.';
+function serviceMessage(error) {
+  if (!(error instanceof ServiceError)) {
+    return error instanceof CallFailedError ? error.message : 'Something went wrong while setting up the call.';
+  }
   switch (error.kind) {
     case 'network':
-      return 'The token service could not be reached. Check your connection and try again.';
+      return 'The call service could not be reached. Check your connection and try again.';
     case 'rate-limited':
       return error.code === 'daily_budget_exhausted'
-        ? 'This site has used up its calls for today.'
+        ? 'This site has used up its call minutes for today.'
         : 'You have started too many calls for now.';
+    case 'unauthorised':
+      return `This site does not take calls from this page: ${error.message}`;
     case 'forbidden':
-      return `This page may not use the token service: ${error.message}`;
+      return `This page may not use the call service: ${error.message}`;
     case 'server':
-      return `The token service is not working right now: ${error.message}`;
+      return error.code === 'leash_unavailable'
+        ? 'The call could not be given its time limit, so it was ended before it began. Try again in a moment.'
+        : `The call service is not working right now: ${error.message}`;
     default:
-      return `The token service refused: ${error.message}`;
+      return `The call service refused: ${error.message}`;
   }
 }
 
 function callMessage(error) {
-  if (error instanceof CallRefusedError) return `OpenAI refused the call: ${error.message}`;
   if (error instanceof CallFailedError) return error.message;
   return `The call could not be set up: ${error?.message ?? error}`;
 }
@@ -381,20 +506,4 @@ function fillSelect(select, values, preferred, label) {
 
 function capitalise(text) {
   return text.charAt(0).toUpperCase() + text.slice(1);
-}
-
-// --- for tests and for debugging in the console --------------------------------------------------------------
-
-function exposeDebugHook() {
-  const hook = {
-    get state() { return state; },
-    get pc() { return (attempt?.call ?? last.call)?.peerConnection ?? null; },
-    get channel() { return (attempt?.call ?? last.call)?.dataChannel ?? null; },
-    get stream() { return attempt?.stream ?? last.stream; },
-    get audioContext() { return meters.context ?? last.context; },
-    get metersRunning() { return meters.running; },
-    get events() { return [...eventLog]; },
-    get timings() { return { ...timings }; },
-  };
-  Object.defineProperty(window, '__voice', { value: Object.freeze(hook) });
 }

@@ -1,19 +1,11 @@
-// One WebRTC call to OpenAI Realtime: the microphone track out, the assistant's audio in, and the `oai-events`
-// data channel for server events. The caller owns the microphone stream; the call only borrows its track.
+// One WebRTC call to OpenAI, set up by the call service: this side makes the offer, the service posts it to OpenAI
+// and hands back the answer. The microphone track out, the assistant's audio in, and the `oai-events` data channel
+// for server events. The caller owns the microphone stream; the call only borrows its track.
 
 const EVENTS_LABEL = 'oai-events';
 const CONNECT_TIMEOUT_MS = 15000;
 // ICE may report "disconnected" during a brief network wobble and recover by itself; wait this long first.
 const DISCONNECT_GRACE_MS = 2000;
-
-export class CallRefusedError extends Error {
-  constructor(status, message, code = '') {
-    super(message);
-    this.name = 'CallRefusedError';
-    this.status = status;
-    this.code = code;
-  }
-}
 
 export class CallFailedError extends Error {
   constructor(message) {
@@ -24,34 +16,38 @@ export class CallFailedError extends Error {
 
 export class Call {
   #handlers;
+  #readyEvent;
   #pc = null;
   #channel = null;
+  #transceiver = null;
   #closing = false;
-  #open = false;
+  #ready = false;
   #ended = false;
   #disconnectTimer = 0;
-  #failOpening = () => {};
+  #becomeReady = () => {};
+  #failReady = () => {};
+  #readiness;
 
   // handlers: onRemoteStream(stream), onServerEvent(event), onDropped(reason).
-  // onDropped is called at most once, only for an end this side did not ask for.
-  constructor(handlers) {
+  // onDropped is called at most once, only for an end this side did not ask for, and only once the call was ready.
+  // readyEvent: the server event that says the session is live ('session.started' on GPT-Live, whose POST starts
+  // the session; nothing is ever sent to start it), or null when the channel opening is enough (Realtime).
+  constructor(handlers, { readyEvent = null } = {}) {
     this.#handlers = handlers;
+    this.#readyEvent = readyEvent;
+    this.#readiness = new Promise((resolve, reject) => {
+      this.#becomeReady = resolve;
+      this.#failReady = reject;
+    });
+    this.#readiness.catch(() => {}); // a failure before anyone awaits it is reported by ready(), not as unhandled
   }
 
-  get peerConnection() {
-    return this.#pc;
-  }
-
-  get dataChannel() {
-    return this.#channel;
-  }
-
-  async connect({ stream, token, realtimeUrl, signal }) {
+  // The offer, made before there is a microphone: an audio transceiver stands in for the track, which
+  // attachMicrophone() puts in later, so the offer goes out while the person still reads the permission prompt.
+  async offer() {
     const pc = new RTCPeerConnection();
     this.#pc = pc;
-    for (const track of stream.getAudioTracks()) {
-      pc.addTrack(track, stream);
-    }
+    this.#transceiver = pc.addTransceiver('audio', { direction: 'sendrecv' });
     pc.addEventListener('track', (event) => {
       this.#handlers.onRemoteStream(event.streams[0] ?? new MediaStream([event.track]));
     });
@@ -60,23 +56,32 @@ export class Call {
     // The channel must exist before the offer, or the offer carries no data section and OpenAI cannot send events.
     const channel = pc.createDataChannel(EVENTS_LABEL);
     this.#channel = channel;
-    const opened = new Promise((resolve, reject) => {
-      this.#failOpening = reject;
-      channel.addEventListener('open', () => {
-        this.#open = true;
-        resolve();
-      }, { once: true });
-    });
-    opened.catch(() => {}); // a failure before anyone awaits it is reported by the await below, not as unhandled
+    channel.addEventListener('open', () => {
+      if (!this.#readyEvent) this.#markReady();
+    }, { once: true });
     channel.addEventListener('message', (event) => this.#onMessage(event));
     channel.addEventListener('close', () => this.#drop('channel-closed'));
 
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    const answer = await postOffer(realtimeUrl, token, offer.sdp, signal);
+    return offer.sdp;
+  }
+
+  async answer(sdp) {
     if (this.#closing) return;
-    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-    await withTimeout(opened, CONNECT_TIMEOUT_MS, signal,
+    await this.#pc.setRemoteDescription({ type: 'answer', sdp });
+  }
+
+  // replaceTrack needs no new offer: the transceiver was negotiated to send audio from the start.
+  async attachMicrophone(stream) {
+    const [track] = stream.getAudioTracks();
+    if (this.#closing || !track) return;
+    await this.#transceiver.sender.replaceTrack(track);
+  }
+
+  // Resolves once the session can be talked to; rejects if it cannot be reached in time.
+  ready(signal) {
+    return withTimeout(this.#readiness, CONNECT_TIMEOUT_MS, signal,
       'OpenAI did not connect in time. Your network may block WebRTC (UDP).');
   }
 
@@ -87,6 +92,11 @@ export class Call {
     if (this.#pc && this.#pc.signalingState !== 'closed') this.#pc.close();
   }
 
+  #markReady() {
+    this.#ready = true;
+    this.#becomeReady();
+  }
+
   #onMessage(event) {
     let data;
     try {
@@ -94,7 +104,9 @@ export class Call {
     } catch {
       return; // OpenAI only sends JSON; anything else is not ours to interpret
     }
-    if (data && typeof data.type === 'string') this.#handlers.onServerEvent(data);
+    if (!data || typeof data.type !== 'string') return;
+    if (!this.#ready && data.type === this.#readyEvent) this.#markReady();
+    this.#handlers.onServerEvent(data);
   }
 
   #onConnectionState() {
@@ -107,43 +119,16 @@ export class Call {
     }
   }
 
-  // Before the channel opens a failure belongs to connect(); after it, to onDropped.
+  // Before the call is ready a failure belongs to ready(); after it, to onDropped.
   #drop(reason) {
     if (this.#closing || this.#ended) return;
-    if (!this.#open) {
-      this.#failOpening(new CallFailedError('The connection to OpenAI could not be established.'));
+    if (!this.#ready) {
+      this.#failReady(new CallFailedError('The connection to OpenAI could not be established.'));
       return;
     }
     this.#ended = true;
     this.#handlers.onDropped(reason);
   }
-}
-
-async function postOffer(realtimeUrl, token, sdp, signal) {
-  let response;
-  try {
-    // Exactly these two headers: any other makes the CORS preflight fail at OpenAI.
-    response = await fetch(realtimeUrl, {
-      method: 'POST',
-      body: sdp,
-      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/sdp' },
-      credentials: 'omit',
-      signal,
-    });
-  } catch (error) {
-    if (error.name === 'AbortError') throw error;
-    throw new CallFailedError('OpenAI could not be reached. Check your connection and try again.');
-  }
-  if (!response.ok) {
-    // An error body handed to setRemoteDescription only says "Failed to parse SessionDescription"; OpenAI's
-    // own message says what went wrong.
-    const data = await response.json().catch(() => null);
-    const message = typeof data?.error?.message === 'string' && data.error.message
-      ? data.error.message
-      : `OpenAI answered HTTP ${response.status}.`;
-    throw new CallRefusedError(response.status, message, data?.error?.code ?? '');
-  }
-  return response.text();
 }
 
 function withTimeout(promise, ms, signal, message) {

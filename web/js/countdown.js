@@ -1,5 +1,5 @@
-// A wait the server asked for (Retry-After), counted down once a second until it is over.
-// Time left is worked out from a deadline, not by counting ticks, because background tabs delay timers.
+// A time counted down once a second until it is over: a wait the server asked for (Retry-After), or what is left
+// of a call. Time left is worked out from a deadline, not by counting ticks, because background tabs delay timers.
 
 export class Countdown {
   #timer = 0;
@@ -39,4 +39,12 @@ export function formatWait(seconds) {
   const rest = String(seconds % 60).padStart(2, '0');
   if (hours) return `${hours} h ${String(minutes).padStart(2, '0')} min`;
   return `${minutes}:${rest} min`;
+}
+
+// A call's time left as a clock reads, e.g. 4:05; an hour or more as 1:00:00.
+export function formatClock(seconds) {
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  const rest = String(seconds % 60).padStart(2, '0');
+  return hours ? `${hours}:${String(minutes).padStart(2, '0')}:${rest}` : `${minutes}:${rest}`;
 }

@@ -1,13 +1,17 @@
-// The conversation as text, built from Realtime server events.
-// The caller's words are kept per conversation item (item_id), the assistant's per response (response_id).
-// A caller's line is opened when their speech starts, so it stays above the answer even when the transcription
-// of their words arrives after the answer has begun (OpenAI transcribes in parallel with responding).
+// The conversation as text, built from server events of either backend.
+// Realtime: the caller's words are kept per conversation item (item_id), the assistant's per response
+// (response_id). A caller's line is opened when their speech starts, so it stays above the answer even when the
+// transcription of their words arrives after the answer has begun (OpenAI transcribes in parallel with responding).
+// GPT-Live: transcripts come as deltas with no item ids and no done event, so a line runs on until the other
+// side speaks; then it is complete.
 
 export class Transcript {
   #list;
   #empty;
   #turns = new Map(); // "user:<item_id>" or "assistant:<response_id>" -> {element, words, text}
   expectUserText = true; // false when the service does not transcribe the caller
+  #liveTurn = null; // GPT-Live: {role, turn} of the line the latest delta went to
+  #liveCount = 0; // GPT-Live: numbers its lines, which have no ids of their own
 
   constructor(list, emptyNote) {
     this.#list = list;
@@ -44,6 +48,12 @@ export class Transcript {
       case 'response.done':
         this.#responseDone(event.response);
         break;
+      case 'session.input_transcript.delta':
+        this.#liveDelta('user', event.delta);
+        break;
+      case 'session.output_transcript.delta':
+        this.#liveDelta('assistant', event.delta);
+        break;
       default:
         break;
     }
@@ -59,6 +69,7 @@ export class Transcript {
 
   // A call ended: lines still waiting for words will get none, so empty ones go and partial ones stay as they are.
   endCall() {
+    this.#liveTurn = null;
     for (const [key, turn] of this.#turns) {
       if (turn.element.classList.contains('pending')) {
         if (turn.text) turn.element.classList.remove('pending');
@@ -102,6 +113,23 @@ export class Transcript {
     this.#turns.set(key, turn);
     this.#add(element);
     return turn;
+  }
+
+  #liveDelta(role, delta) {
+    if (this.#liveTurn?.role !== role) {
+      if (this.#liveTurn) this.#liveDone(this.#liveTurn.turn);
+      this.#liveCount += 1;
+      const turn = role === 'user' ? this.#user(`live-${this.#liveCount}`) : this.#assistant(`live-${this.#liveCount}`);
+      this.#liveTurn = { role, turn };
+    }
+    this.#append(this.#liveTurn.turn, delta);
+  }
+
+  #liveDone(turn) {
+    turn.element.classList.remove('pending');
+    turn.element.classList.toggle('placeholder', !turn.text);
+    if (!turn.text) turn.words.textContent = '(nothing intelligible)';
+    for (const [key, value] of this.#turns) if (value === turn) this.#turns.delete(key);
   }
 
   #append(turn, delta) {

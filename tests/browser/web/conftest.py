@@ -1,9 +1,10 @@
 """The page under test in headless Chromium, against the whole local system.
 
 The browser hears a spoken sentence through Chromium's fake microphone. The page is served from one origin and the
-token API from another (so CORS and the Origin check are exercised), under the Content-Security-Policy header the
-deployed site gets. The token API is the real handler behind the API Gateway emulation; OpenAI is the local
-Realtime stand-in, which answers a call by playing back what it heard and sends transcripts of both sides.
+call API from another (so CORS and the Origin check are exercised), under the Content-Security-Policy header the
+deployed site gets. The call API is the real handler behind the API Gateway emulation, with its leash (the state
+machine's wait-then-hang-up) run by the local system; OpenAI is the local stand-in, which answers a call by playing
+back what it heard and sends transcripts of both sides.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Playwright, Request, sync_playwright
 
 from local.system import LocalSystem
-from tests.browser.web.voice_page import WATCH_CSP, VoicePage
+from tests.browser.web.voice_page import WATCH_CALLS, WATCH_CSP, VoicePage
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -91,14 +92,14 @@ def browser_refusing_the_microphone(playwright: Playwright, speech_wav: Path,
 
 @pytest.fixture(scope="class")
 def system() -> Iterator[LocalSystem]:
-    """Tokens live 10 s (the least the template allows), so a slow microphone prompt can outlast one."""
-    with LocalSystem(port=0, page_port=0, parameters={"AnonymousBurst": "20", "TokenTtlSeconds": "10"}) as running:
+    """The defaults (5-minute calls), with room for every call the class makes."""
+    with LocalSystem(port=0, page_port=0, parameters={"AnonymousBurst": "20"}) as running:
         yield running
 
 
 @pytest.fixture(scope="class")
 def limited_system() -> Iterator[LocalSystem]:
-    """One token at a time, one more every 6 s: the second request in a row is answered 429."""
+    """One call at a time, one more every 6 s: the second call in a row is answered 429."""
     with LocalSystem(port=0, page_port=0,
                      parameters={"AnonymousBurst": "1", "AnonymousRatePerHour": "600"}) as running:
         yield running
@@ -106,9 +107,16 @@ def limited_system() -> Iterator[LocalSystem]:
 
 @pytest.fixture(scope="class")
 def short_system() -> Iterator[LocalSystem]:
-    """OpenAI ends every session after 3 s, as it does after 60 minutes."""
+    """OpenAI ends every session after 3 s (as it does after 60 minutes), long before the call's own limit."""
     with LocalSystem(port=0, page_port=0, parameters={"AnonymousBurst": "20"},
                      standin_max_session_seconds=3) as running:
+        yield running
+
+
+@pytest.fixture(scope="class")
+def ten_second_system() -> Iterator[LocalSystem]:
+    """Calls end after 10 s (the least the template allows): the leash hangs them up while the test watches."""
+    with LocalSystem(port=0, page_port=0, parameters={"AnonymousBurst": "20", "MaxCallSeconds": "10"}) as running:
         yield running
 
 
@@ -130,9 +138,11 @@ def open_page(request: pytest.FixtureRequest, artifacts: Path) -> Iterator[Calla
         context = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **context_options})
         page = context.new_page()
         page.add_init_script(WATCH_CSP)
+        page.add_init_script(WATCH_CALLS)
         requests: list[Request] = []
         errors: list[str] = []
-        page.on("request", lambda request: requests.append(request))
+        # On the context: a keepalive request sent as the page goes away belongs to no page any more.
+        context.on("request", lambda request: requests.append(request))
         page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
         response = page.goto(system.page_url)
         assert response is not None and response.ok

@@ -1,4 +1,4 @@
-"""The voice page end to end: a real browser, the real token handler, and the local OpenAI Realtime stand-in.
+"""The voice page end to end: a real browser, the real call handler and its leash, and the local OpenAI stand-in.
 
 The stand-in cannot understand speech: it reports how long it heard the caller speak, and answers by playing the
 caller's words back with a transcript saying so. That is enough to prove audio flows both ways and that both
@@ -7,19 +7,17 @@ sides of the conversation reach the page as text.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-from playwright.sync_api import Browser, Route
+from playwright.sync_api import Browser
 
-from local.openai_standin.client_secrets import Fault
+from local.openai_standin.faults import Fault
 from local.system import LocalSystem
-from tests.browser.web.voice_page import VoicePage
+from tests.browser.web.voice_page import VoicePage, json_body
 
 CONNECT_BUDGET_MS = 5000  # generous: locally it takes a few hundred ms
 
@@ -31,25 +29,33 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def record_connect_time(artifacts: Path, test: str, timings: dict[str, float]) -> float:
-    """Print and keep click-to-connected (with when the microphone and the token were ready) across runs."""
-    line = (f"{test}: click-to-connected {timings['clickToConnectedMs']:.0f} ms "
-            f"(microphone {timings['microphoneMs']:.0f} ms, token {timings['tokenMs']:.0f} ms)")
+def record_connect_time(artifacts: Path, test: str, voice: VoicePage) -> float:
+    """Print and keep click-to-connected across runs (the page's clock, watched by the test's init script)."""
+    took = voice.click_to_connected_ms()
+    line = f"{test}: click-to-connected {took:.0f} ms"
     print(line)
     with (artifacts / "click-to-connected.txt").open("a") as log:
         log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
-    return timings["clickToConnectedMs"]
+    return took
 
 
 def assert_released(voice: VoicePage) -> None:
     report = voice.release_report()
     assert report["tracks"] and all(state == "ended" for state in report["tracks"]), report
-    assert report["pc"] in (None, "closed") and report["signaling"] in (None, "closed"), report
-    assert report["channel"] in (None, "closed"), report
-    assert report["audioContext"] in (None, "closed"), report
-    assert report["metersRunning"] is False, report
-    assert report["remoteAudio"] is None, report
+    assert report["pcs"] and all(pc == ["closed", "closed"] for pc in report["pcs"]), report
+    assert all(channel == "closed" for channel in report["channels"]), report
+    assert report["audioContexts"] and all(c == "closed" for c in report["audioContexts"]), report
+    assert report["remoteAudio"] is False, report
     assert report["levels"] == [0, 0], report
+    assert voice.page.is_hidden("#time-left")
+
+
+def wait_for_hangup_at_standin(system: LocalSystem, call_id: str, timeout: float = 5) -> None:
+    assert system.standin is not None
+    deadline = time.monotonic() + timeout
+    while not system.standin.hangups_for(call_id):
+        assert time.monotonic() < deadline, f"OpenAI was never asked to hang up {call_id}"
+        time.sleep(0.05)
 
 
 class TestCalls:
@@ -59,30 +65,40 @@ class TestCalls:
         self, system: LocalSystem, browser: Browser, open_page: OpenPage, artifacts: Path
     ) -> None:
         voice = open_page(system, browser)
-        # The page runs under the deployed policy, reaching only its own origin, the API and OpenAI.
+        # The page runs under the deployed policy, reaching only its own origin and the API.
         assert "script-src 'self'" in voice.csp_header and "style-src 'self'" in voice.csp_header
-        assert origin_of(system.api_url) in voice.csp_header and origin_of(system.realtime_url) in voice.csp_header
+        assert origin_of(system.api_url) in voice.csp_header
         assert origin_of(system.page_url) != origin_of(system.api_url)
         assert voice.text("#status").startswith("Idle")
+        assert "Each call lasts at most 5 minutes." in voice.text("#allowance-policy")
 
         voice.page.click("#talk")
         assert voice.wait_for_state("connected", "error", "ended") == "connected", voice.text("#message")
-        assert 0 < record_connect_time(artifacts, "call", voice.timings) < CONNECT_BUDGET_MS
+        assert 0 < record_connect_time(artifacts, "call", voice) < CONNECT_BUDGET_MS
         assert voice.text("#status").startswith("Connected")
         assert voice.text("#talk") == "Hang up"
 
-        # The token came cross-origin from the page; the offer went to OpenAI with the token and nothing more.
-        [token_request] = voice.token_posts
-        assert token_request.all_headers()["origin"] == origin_of(system.page_url)
-        assert json.loads(token_request.post_data or "{}") == {"voice": "marin", "preset": "default"}
-        [offer] = voice.offer_posts
-        assert offer.url == system.realtime_url  # no ?model=: the model is bound to the token
-        headers = offer.all_headers()
-        assert headers["authorization"].startswith("Bearer ek_")
-        assert headers["content-type"] == "application/sdp"
-        assert not any(name.startswith("openai") for name in headers)
-        assert offer.post_data and offer.post_data.startswith("v=0")
+        # The offer went cross-origin to the call service, which answered with OpenAI's SDP: the browser itself
+        # never spoke HTTP to OpenAI and never saw an OpenAI token.
+        [call_request] = voice.call_posts
+        assert call_request.all_headers()["origin"] == origin_of(system.page_url)
+        body = json_body(call_request)
+        assert set(body) == {"sdp", "voice", "preset"}
+        assert body["sdp"].startswith("v=0") and "m=audio" in body["sdp"] and "m=application" in body["sdp"]
+        assert (body["voice"], body["preset"]) == ("marin", "default")
+        response = call_request.response()
+        assert response is not None and response.status == 201
+        assert "ek_" not in response.text() and "token\"" not in response.text().replace("hangup_token", "")
+        assert voice.openai_requests == []
         assert voice.text("#allowance-left") == "Calls left right now: 19 of 20."
+
+        # The time left counts down from the call's limit.
+        assert voice.page.is_visible("#time-left")
+        assert voice.page.get_attribute("#time-left", "role") == "timer"
+        left = int(voice.page.get_attribute("#time-left", "data-seconds-left") or 0)
+        assert 290 <= left <= 300
+        assert re.fullmatch(r"Time left: [45]:\d\d", voice.text("#time-left"))
+        assert voice.page.get_attribute("#time-left", "data-warning") == "false"
 
         voice.wait_for_event("session.created")
         assert voice.wait_for_level("mic-level", 0.2) > 0.2  # the fake microphone is speaking
@@ -97,16 +113,18 @@ class TestCalls:
         assert re.fullmatch(r"You said something for \d+\.\d seconds; here it is played back\.", assistant.inner_text())
         roles = voice.page.eval_on_selector_all("#transcript .turn", "(turns) => turns.map((t) => t.dataset.role)")
         assert roles[:2] == ["user", "assistant"]
-        events = voice.page.evaluate("() => window.__voice.events")
+        events = voice.event_types
         for expected in ("input_audio_buffer.speech_started", "response.output_audio_transcript.delta",
                          "output_audio_buffer.started", "response.done"):
             assert expected in events
+        assert voice.sent == []  # talking needs no client events
+        assert int(voice.page.get_attribute("#time-left", "data-seconds-left") or 0) < left  # it counts live
 
         voice.page.mouse.move(0, 0)  # no hover effect in the picture
         voice.page.screenshot(path=str(artifacts / "connected.png"), full_page=True)
         assert voice.state == "connected"
 
-    def test_hanging_up_from_the_keyboard_releases_everything(
+    def test_hanging_up_from_the_keyboard_ends_the_call_at_the_server_and_releases_everything(
         self, system: LocalSystem, browser: Browser, open_page: OpenPage
     ) -> None:
         voice = open_page(system, browser)
@@ -122,97 +140,109 @@ class TestCalls:
 
         voice.page.click("#mute")
         assert voice.page.get_attribute("#mute", "aria-pressed") == "true"
-        assert voice.page.evaluate("() => window.__voice.stream.getAudioTracks().every((t) => !t.enabled)")
+        assert voice.page.evaluate("() => window.__watch.streams.at(-1).getAudioTracks().every((t) => !t.enabled)")
         assert "muted" in voice.text("#status")
         voice.page.click("#mute")
-        assert voice.page.evaluate("() => window.__voice.stream.getAudioTracks().every((t) => t.enabled)")
+        assert voice.page.evaluate("() => window.__watch.streams.at(-1).getAudioTracks().every((t) => t.enabled)")
 
+        [placed] = voice.placed_calls()
         voice.page.focus("#talk")
-        voice.page.keyboard.press("Space")
+        with voice.page.expect_response(lambda r: r.url.endswith("/hangup")) as hung_up:
+            voice.page.keyboard.press("Space")
         assert voice.wait_for_state("ended") == "ended"
         assert voice.text("#status").startswith("Call ended")
         assert voice.text("#talk") == "Talk"
         assert voice.page.is_disabled("#mute")
         assert_released(voice)
 
-    def test_a_refused_microphone_is_explained_and_no_call_is_made(
+        # The hangup route got the call's own token, and gave the unused minutes back.
+        [hangup] = voice.hangup_posts
+        assert hangup.url == f"{system.calls_url}/{placed['call_id']}/hangup"
+        assert json_body(hangup) == {"hangup_token": placed["hangup_token"]}
+        assert hung_up.value.status == 200  # (a keepalive answer's body is not kept for Playwright to read)
+        wait_for_hangup_at_standin(system, placed["call_id"])
+        assert len(voice.call_posts) == 1
+
+    def test_closing_the_page_hangs_up_the_call(
+        self, system: LocalSystem, browser: Browser, open_page: OpenPage
+    ) -> None:
+        voice = open_page(system, browser)
+        voice.page.click("#talk")
+        assert voice.wait_for_state("connected", "error") == "connected", voice.text("#message")
+        [placed] = voice.placed_calls()
+        # Playwright does not report a request sent as the page goes away; the API's own request log does.
+        api_log: list[str] = []
+        hangup = f"/calls/{placed['call_id']}/hangup"
+        system.request_log = api_log.append
+        try:
+            voice.page.goto("about:blank")  # pagehide, as when the tab closes: the hangup goes out with keepalive
+            deadline = time.monotonic() + 5
+            while not any(line.startswith("POST") and hangup in line for line in api_log):
+                assert time.monotonic() < deadline, api_log
+                time.sleep(0.05)
+        finally:
+            system.request_log = None
+        [answered] = [line for line in api_log if line.startswith("POST") and hangup in line]
+        assert f"{hangup} 200 " in answered, answered
+        wait_for_hangup_at_standin(system, placed["call_id"])
+
+    def test_a_refused_microphone_is_explained_and_the_call_set_up_meanwhile_is_hung_up(
         self, system: LocalSystem, browser_refusing_the_microphone: Browser, open_page: OpenPage
     ) -> None:
         voice = open_page(system, browser_refusing_the_microphone)
         voice.page.click("#talk")
         assert voice.wait_for_state("error", "connected") == "error"
         assert "Microphone access was denied" in voice.text("#message")
-        # The token was asked for alongside the prompt, then dropped: no offer ever goes to OpenAI.
-        assert len(voice.token_posts) == 1
-        voice.page.wait_for_timeout(500)
-        assert voice.offer_posts == []
-        assert voice.page.evaluate("() => window.__voice.pc") is None
+        # The call was set up alongside the prompt, then hung up at once: its minutes go back.
+        [placed] = voice.placed_calls()
+        wait_for_hangup_at_standin(system, placed["call_id"])
+        assert len(voice.hangup_posts) == 1
+        assert all(pc == ["closed", "closed"] for pc in voice.peer_connections)
         assert voice.text("#talk") == "Talk" and voice.page.is_enabled("#talk")
+        assert voice.page.is_hidden("#time-left")
 
-    def test_a_token_older_than_its_lifetime_is_replaced_before_the_call(
+    def test_a_slow_microphone_prompt_does_not_hold_up_the_call_and_its_time_runs_from_the_answer(
         self, system: LocalSystem, browser: Browser, open_page: OpenPage
     ) -> None:
         voice = open_page(system, browser)
-        # A person who takes a while to answer the prompt: the microphone arrives 6 s after the click, when the
-        # 10 s token fetched alongside the prompt has less than the page's 5 s margin left.
+        # A person who takes 4 s to answer the prompt: the call is set up meanwhile and its time runs.
         voice.page.evaluate("""() => {
           const ask = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
           navigator.mediaDevices.getUserMedia = (constraints) =>
-            new Promise((resolve) => setTimeout(resolve, 6000)).then(() => ask(constraints));
+            new Promise((resolve) => setTimeout(resolve, 4000)).then(() => ask(constraints));
         }""")
         voice.page.click("#talk")
         voice.page.wait_for_function("() => document.getElementById('status').innerText.startsWith('Asking')")
+        voice.page.wait_for_selector("#time-left:not([hidden])", timeout=5000)  # the answer is in, the prompt open
+        assert voice.state == "microphone"
+        assert len(voice.call_posts) == 1
         assert voice.wait_for_state("connected", "error", timeout=15_000) == "connected", voice.text("#message")
-        tokens = []
-        for request in voice.token_posts:
-            response = request.response()
-            assert response is not None
-            tokens.append(response.json()["token"])
-        assert len(tokens) == 2, "one token alongside the prompt, a fresh one once the microphone was granted"
-        [offer] = voice.offer_posts
-        assert offer.all_headers()["authorization"] == f"Bearer {tokens[1]}"
+        left = int(voice.page.get_attribute("#time-left", "data-seconds-left") or 0)
+        assert 290 <= left <= 297, left
+        assert len(voice.call_posts) == 1
+        voice.wait_for_level("mic-level", 0.1)  # the microphone went into the call that was already up
 
-    def test_openai_refusing_the_offer_shows_openais_message(
+    def test_a_failing_call_service_is_explained(
         self, system: LocalSystem, browser: Browser, open_page: OpenPage
     ) -> None:
         voice = open_page(system, browser)
         standin = system.standin
         assert standin is not None
-
-        def expire_on_the_way(route: Route) -> None:
-            # A real token from the real API, expired at the stand-in before the page can use it.
-            response = route.fetch()
-            standin.registry.expire(response.json()["token"])
-            route.fulfill(response=response)
-
-        voice.page.route(system.token_url, expire_on_the_way)
+        standin.faults.add(Fault(status=500, times=2, endpoint="calls"))  # OpenAI fails the call twice: 502
         voice.page.click("#talk")
         assert voice.wait_for_state("error", "connected") == "error"
-        message = voice.text("#message")
-        assert message.startswith("OpenAI refused the call: Incorrect API key provided: ek_"), message
-        assert len(voice.offer_posts) == 1
-        assert_released(voice)
-
-    def test_a_failing_token_service_is_explained(
-        self, system: LocalSystem, browser: Browser, open_page: OpenPage
-    ) -> None:
-        voice = open_page(system, browser)
-        standin = system.standin
-        assert standin is not None
-        standin.faults.add(Fault(status=500, times=2))  # OpenAI fails the mint twice: the API answers 502
-        voice.page.click("#talk")
-        assert voice.wait_for_state("error", "connected") == "error"
-        assert voice.text("#message") == ("The token service is not working right now: "
+        assert voice.text("#message") == ("The call service is not working right now: "
                                           "OpenAI returned an error; try again shortly.")
-        assert voice.offer_posts == []
+        assert voice.placed_calls() == [] and voice.hangup_posts == []
         assert all(state == "ended" for state in voice.release_report()["tracks"])
+        assert all(pc == ["closed", "closed"] for pc in voice.peer_connections)
 
         # The API unreachable altogether (the browser gets no answer at all).
-        voice.page.route(system.token_url, lambda route: route.abort("connectionrefused"))
+        voice.page.route(system.calls_url, lambda route: route.abort("connectionrefused"))
         voice.page.click("#talk")
         voice.wait_for_text("#message", "could not be reached", timeout=5000)
         assert voice.state == "error"
-        assert voice.offer_posts == []
+        assert voice.openai_requests == []
 
     def test_the_page_fits_a_narrow_screen(
         self, system: LocalSystem, browser: Browser, open_page: OpenPage, artifacts: Path
@@ -236,10 +266,13 @@ class TestRateLimit:
         self, limited_system: LocalSystem, browser: Browser, open_page: OpenPage
     ) -> None:
         voice = open_page(limited_system, browser)
-        # Spend this caller's only token (same address as the browser), so the page's request is the one too many.
-        assert httpx.post(limited_system.token_url, json={}, timeout=10).status_code == 200
-
+        voice.page.click("#talk")  # this caller's only call
+        assert voice.wait_for_state("connected", "error") == "connected", voice.text("#message")
+        assert voice.page.get_attribute("#allowance-left", "data-remaining") == "0"
         voice.page.click("#talk")
+        assert voice.wait_for_state("ended") == "ended"
+
+        voice.page.click("#talk")  # the one too many
         assert voice.wait_for_state("error", "connected") == "error"
         assert "too many calls" in voice.text("#message")
         assert voice.page.is_visible("#countdown")
@@ -247,7 +280,7 @@ class TestRateLimit:
         assert 1 <= first <= 6
         assert re.fullmatch(r"You can try again in \d s\.", voice.text("#countdown"))
         assert voice.page.is_disabled("#talk")
-        assert voice.offer_posts == []
+        assert len(voice.placed_calls()) == 1
         assert all(state == "ended" for state in voice.release_report()["tracks"])  # the granted mic is let go
 
         voice.page.wait_for_function(
@@ -258,13 +291,58 @@ class TestRateLimit:
         assert voice.state == "idle"
         assert "You can call again now" in voice.text("#message")
 
-        voice.page.click("#talk")  # the token earned back during the wait
+        voice.page.click("#talk")  # the call earned back during the wait
         assert voice.wait_for_state("connected", "error") == "connected", voice.text("#message")
         assert voice.page.get_attribute("#allowance-left", "data-remaining") == "0"
 
 
+class TestTimeLimit:
+    """The server ends every call at MaxCallSeconds; the page counts down to it and does not call again."""
+
+    def test_the_server_hangs_up_at_the_limit_and_the_page_says_so_without_reconnecting(
+        self, ten_second_system: LocalSystem, browser: Browser, open_page: OpenPage, artifacts: Path
+    ) -> None:
+        system = ten_second_system
+        voice = open_page(system, browser)
+        assert "Each call lasts at most 10 seconds." in voice.text("#allowance-policy")
+        voice.page.click("#talk")
+        assert voice.wait_for_state("connected", "error") == "connected", voice.text("#message")
+        connected_at = time.monotonic()
+        [placed] = voice.placed_calls()
+        assert placed["max_seconds"] == 10
+
+        # The countdown, already in its warning stretch: a 10-second call has less than 30 s from the start.
+        left = int(voice.page.get_attribute("#time-left", "data-seconds-left") or 0)
+        assert 1 <= left <= 10
+        assert re.fullmatch(r"Time left: 0:(0\d|10)", voice.text("#time-left"))
+        assert voice.page.get_attribute("#time-left", "data-warning") == "true"
+        assert re.fullmatch(r"\d+ seconds left: the call ends at its 10-second limit\.", voice.text("#message"))
+        voice.page.screenshot(path=str(artifacts / "time-limit-warning.png"), full_page=True)
+
+        # The leash hangs the call up at OpenAI; the page sees the connection go at the limit.
+        assert voice.wait_for_state("ended", timeout=20_000) == "ended"
+        took = time.monotonic() - connected_at
+        assert 5 < took < 16, took  # generous: the call's 10 s, less setup, plus the leash's slack
+        assert voice.text("#message") == "Call ended: the 10-second limit was reached"
+        assert voice.text("#status") == "Call ended — time limit reached"
+        assert voice.page.get_attribute("#app", "data-reason") == "limit"
+        assert voice.page.is_hidden("#reconnect")
+        assert "Call ended: the 10-second limit was reached" in voice.text("#transcript")
+        assert system.standin is not None and len(system.standin.hangups_for(placed["call_id"])) == 1
+        assert_released(voice)
+
+        # Nothing more: no second call, and no hangup from the page for a call the server already ended.
+        voice.page.wait_for_timeout(3000)
+        assert len(voice.call_posts) == 1
+        assert voice.hangup_posts == []
+        assert voice.state == "ended"
+        assert len(voice.peer_connections) == 1
+        voice.page.mouse.move(0, 0)
+        voice.page.screenshot(path=str(artifacts / "time-limit-reached.png"), full_page=True)
+
+
 class TestSessionEnd:
-    """OpenAI ending a session that is under way."""
+    """OpenAI ending a session that is under way, long before the call's limit."""
 
     def test_when_openai_ends_the_session_the_page_says_so_and_reconnects(
         self, short_system: LocalSystem, browser: Browser, open_page: OpenPage, artifacts: Path
@@ -272,7 +350,7 @@ class TestSessionEnd:
         voice = open_page(short_system, browser)
         voice.page.click("#talk")
         assert voice.wait_for_state("connected", "error") == "connected", voice.text("#message")
-        voice.page.evaluate("() => { window.__firstCall = window.__voice.pc; }")
+        [placed] = voice.placed_calls()
 
         # The stand-in sends an error event at its maximum session length, then closes the connection.
         assert voice.wait_for_state("ended", timeout=10_000) == "ended"
@@ -282,13 +360,18 @@ class TestSessionEnd:
         assert voice.text("#status") == "Call ended — the connection dropped"
         assert voice.page.is_visible("#reconnect")
         assert_released(voice)
+        # A dropped call may still run at OpenAI: the page hangs it up, which gives its unused minutes back.
+        wait_for_hangup_at_standin(short_system, placed["call_id"])
+        [hangup] = voice.hangup_posts
+        assert hangup.url.endswith(f"/{placed['call_id']}/hangup")
 
         voice.page.click("#reconnect")
         assert voice.wait_for_state("connected", "error") == "connected", voice.text("#message")
-        assert 0 < record_connect_time(artifacts, "reconnect", voice.timings) < CONNECT_BUDGET_MS
+        assert 0 < record_connect_time(artifacts, "reconnect", voice) < CONNECT_BUDGET_MS
         assert voice.page.is_hidden("#reconnect")
-        assert voice.page.evaluate("() => window.__voice.pc !== window.__firstCall")
-        voice.page.wait_for_function("() => window.__voice.events.filter((t) => t === 'session.created').length === 2")
+        assert len(voice.call_posts) == 2  # a reconnect is a new call
+        assert len(voice.peer_connections) == 2
+        voice.wait_for_event("session.created", count=2)
         # The new session runs to the same limit, and is let go the same way.
         assert voice.wait_for_state("ended", timeout=10_000) == "ended"
         assert voice.page.is_visible("#reconnect")

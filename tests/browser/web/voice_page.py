@@ -1,7 +1,13 @@
-"""The page as the tests see it: its debug hook, what it requested, and what went wrong in it."""
+"""The page as the tests see it: its DOM, what it requested, and what the browser watched it do.
+
+The page ships no test hooks. What a test needs beyond the DOM (the peer connections, data channels, microphone
+streams and audio contexts the page made, the events it received and sent, when Talk was pressed and when the
+page said it was connected) is watched by init scripts that wrap the browser's own APIs in the test's browser only.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,19 +24,68 @@ document.addEventListener('securitypolicyviolation', (e) => {
 });
 """
 
-# Everything a call holds, as the page's debug hook shows it after the call.
-RELEASE_REPORT = """() => ({
-  state: window.__voice.state,
-  tracks: (window.__voice.stream?.getTracks() ?? []).map((t) => t.readyState),
-  pc: window.__voice.pc ? window.__voice.pc.connectionState : null,
-  signaling: window.__voice.pc ? window.__voice.pc.signalingState : null,
-  channel: window.__voice.channel ? window.__voice.channel.readyState : null,
-  audioContext: window.__voice.audioContext ? window.__voice.audioContext.state : null,
-  metersRunning: window.__voice.metersRunning,
-  remoteAudio: document.querySelector('#remote-audio').srcObject,
-  levels: [...document.querySelectorAll('meter')].map((m) => Number(m.dataset.level)),
-})"""
+# Everything the page makes for a call, kept by reference so a test can see its state after the page let go of it.
+WATCH_CALLS = """
+(() => {
+  if (!window.RTCPeerConnection || !window.MediaDevices) return;  // about:blank and the like: nothing to watch
+  const watch = {pcs: [], channels: [], streams: [], audioContexts: [], events: [], sent: [], states: [],
+                 clicks: [], connected: []};
+  Object.defineProperty(window, '__watch', {value: watch});
+  const NativePeer = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends NativePeer {
+    constructor(...args) { super(...args); watch.pcs.push(this); }
+  };
+  const createDataChannel = NativePeer.prototype.createDataChannel;
+  NativePeer.prototype.createDataChannel = function (...args) {
+    const channel = createDataChannel.apply(this, args);
+    watch.channels.push(channel);
+    channel.addEventListener('message', (e) => {
+      try { watch.events.push(JSON.parse(e.data)); } catch { watch.events.push({type: '(not JSON)'}); }
+    });
+    return channel;
+  };
+  const send = RTCDataChannel.prototype.send;
+  RTCDataChannel.prototype.send = function (data) { watch.sent.push(String(data)); return send.call(this, data); };
+  const getUserMedia = MediaDevices.prototype.getUserMedia;
+  MediaDevices.prototype.getUserMedia = async function (...args) {
+    const stream = await getUserMedia.apply(this, args);
+    watch.streams.push(stream);
+    return stream;
+  };
+  const NativeAudioContext = window.AudioContext;
+  window.AudioContext = class extends NativeAudioContext {
+    constructor(...args) { super(...args); watch.audioContexts.push(this); }
+  };
+  // Click-to-connected on the page's clock: the press of Talk (or Reconnect) that starts a call, captured before
+  // the page's own handler runs, and the moment the page shows "connected".
+  document.addEventListener('click', (e) => {
+    const button = e.target.closest?.('#talk, #reconnect');
+    if (button && (button.id === 'reconnect' || button.dataset.action === 'talk')) watch.clicks.push(performance.now());
+  }, true);
+  new MutationObserver((records) => {
+    for (const record of records) {
+      if (record.target.id !== 'app') continue;
+      const state = record.target.dataset.state;
+      if (watch.states.at(-1) !== state) watch.states.push(state);
+      if (state === 'connected' && record.oldValue !== 'connected') watch.connected.push(performance.now());
+    }
+  }).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-state'], attributeOldValue: true});
+})();
+"""
 
+# Everything a call holds, as the browser sees it after the call.
+RELEASE_REPORT = """() => {
+  const w = window.__watch;
+  return {
+    state: document.getElementById('app').dataset.state,
+    tracks: w.streams.flatMap((s) => s.getTracks()).map((t) => t.readyState),
+    pcs: w.pcs.map((pc) => [pc.connectionState, pc.signalingState]),
+    channels: w.channels.map((c) => c.readyState),
+    audioContexts: w.audioContexts.map((c) => c.state),
+    remoteAudio: document.querySelector('#remote-audio').srcObject !== null,
+    levels: [...document.querySelectorAll('meter')].map((m) => Number(m.dataset.level)),
+  };
+}"""
 
 
 @dataclass
@@ -45,16 +100,26 @@ class VoicePage:
 
     @property
     def state(self) -> str:
-        return self.page.evaluate("() => window.__voice.state")
+        return self.page.get_attribute("#app", "data-state") or ""
 
     def wait_for_state(self, *states: str, timeout: float = 10_000) -> str:
-        self.page.wait_for_function("(states) => states.includes(window.__voice.state)", arg=list(states),
-                                    timeout=timeout)
+        self.page.wait_for_function("(states) => states.includes(document.getElementById('app').dataset.state)",
+                                    arg=list(states), timeout=timeout)
         return self.state
 
-    def wait_for_event(self, event_type: str, timeout: float = 10_000) -> None:
-        self.page.wait_for_function("(type) => window.__voice.events.includes(type)", arg=event_type,
-                                    timeout=timeout)
+    @property
+    def event_types(self) -> list[str]:
+        return self.page.evaluate("() => window.__watch.events.map((e) => e.type)")
+
+    def wait_for_event(self, event_type: str, count: int = 1, timeout: float = 10_000) -> None:
+        self.page.wait_for_function(
+            "([type, count]) => window.__watch.events.filter((e) => e.type === type).length >= count",
+            arg=[event_type, count], timeout=timeout)
+
+    @property
+    def sent(self) -> list[str]:
+        """Every message the page sent on a data channel."""
+        return self.page.evaluate("() => [...window.__watch.sent]")
 
     def wait_for_level(self, meter_id: str, above: float, timeout: float = 15_000) -> float:
         self.page.wait_for_function(
@@ -69,39 +134,81 @@ class VoicePage:
             arg=[selector, pattern], timeout=timeout)
         return self.text(selector)
 
-    @property
-    def timings(self) -> dict[str, float]:
-        return self.page.evaluate("() => window.__voice.timings")
+    def click_to_connected_ms(self) -> float:
+        """From the latest press of Talk or Reconnect to the page showing "connected" after it."""
+        return self.page.evaluate("""() => {
+          const w = window.__watch;
+          const click = w.clicks.at(-1);
+          const connected = w.connected.find((t) => t >= click);
+          return connected === undefined ? -1 : connected - click;
+        }""")
 
-    def text(self, selector: str) -> str:
-        return self.page.inner_text(selector)
+    def text(self, selector: str, timeout: float = 5000) -> str:
+        return self.page.inner_text(selector, timeout=timeout)
 
     def release_report(self) -> dict[str, Any]:
         return self.page.evaluate(RELEASE_REPORT)
+
+    @property
+    def peer_connections(self) -> list[list[str]]:
+        """[connectionState, signalingState] of every RTCPeerConnection the page made."""
+        return self.page.evaluate("() => window.__watch.pcs.map((pc) => [pc.connectionState, pc.signalingState])")
 
     def posts_to(self, url: str) -> list[Request]:
         return [r for r in self.requests if r.method == "POST" and r.url.split("?")[0] == url]
 
     @property
-    def token_posts(self) -> list[Request]:
-        return self.posts_to(self.system.token_url)
+    def call_posts(self) -> list[Request]:
+        return self.posts_to(self.system.calls_url)
 
     @property
-    def offer_posts(self) -> list[Request]:
-        return [r for r in self.requests if r.method == "POST" and r.url.startswith(self.system.realtime_url)]
+    def hangup_posts(self) -> list[Request]:
+        prefix = f"{self.system.calls_url}/"
+        return [r for r in self.requests if r.method == "POST" and r.url.startswith(prefix)
+                and r.url.endswith("/hangup")]
+
+    @property
+    def openai_requests(self) -> list[Request]:
+        """Anything the page sent to OpenAI (the stand-in) over HTTP: with /calls, nothing ever."""
+        openai = self.system.realtime_url.split("/v1/")[0]
+        return [r for r in self.requests if r.url.startswith(openai)]
+
+    def placed_calls(self) -> list[dict[str, Any]]:
+        """The service's answers to the page's POST /calls that succeeded."""
+        answers = []
+        for request in self.call_posts:
+            response = request.response()
+            if response is not None and response.status == 201:
+                answers.append(response.json())
+        return answers
 
     def diagnostics(self) -> dict[str, Any]:
-        return {
-            "status": self.text("#status"),
-            "message": self.text("#message"),
-            "transcript": self.text("#transcript"),
-            "debug": self.page.evaluate("() => ({state: window.__voice.state, events: window.__voice.events, "
-                                        "timings: window.__voice.timings})"),
-            "release": {k: v for k, v in self.release_report().items() if k != "remoteAudio"},
-            "requests": [f"{r.method} {r.url}" for r in self.requests],
-            "errors": self.errors,
+        """What the page showed and knew, for a failure report; whatever cannot be read (the page may have gone) is
+        reported as the error reading it."""
+        readers = {
+            "status": lambda: self.text("#status"),
+            "message": lambda: self.text("#message"),
+            "time_left": lambda: self.page.get_attribute("#time-left", "data-seconds-left", timeout=1000),
+            "transcript": lambda: self.text("#transcript"),
+            "states": lambda: self.page.evaluate("() => window.__watch.states"),
+            "events": lambda: self.event_types,
+            "sent": lambda: self.sent,
+            "release": self.release_report,
         }
+        report: dict[str, Any] = {}
+        for name, read in readers.items():
+            try:
+                report[name] = read()
+            except Exception as exc:  # noqa: BLE001 - a report, not a check
+                report[name] = f"(unreadable: {exc.__class__.__name__})"
+        report["requests"] = [f"{r.method} {r.url}" for r in self.requests]
+        report["errors"] = self.errors
+        return report
 
     def problems(self) -> list[str]:
         violations = self.page.evaluate("() => window.__cspViolations")
         return [*self.errors, *violations]
+
+
+def json_body(request: Request) -> Any:
+    return json.loads(request.post_data or "null")
