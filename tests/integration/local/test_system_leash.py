@@ -13,13 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from local.leash import Invocation
 from local.system import LocalSystem
 from local.template_stack import load_template
+from tests.integration.offers import make_offer
 
 ROOT = Path(__file__).resolve().parents[3]
+MAX_CALL_SECONDS = 10  # the template's least
 FAKE_LEASH = '''
 import os
 from pathlib import Path
@@ -39,7 +42,7 @@ def lambda_handler(event, context):
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[LocalSystem]:
-    with LocalSystem(port=0, sweeper_period_seconds=1) as running:
+    with LocalSystem(port=0, sweeper_period_seconds=1, parameters={"MaxCallSeconds": str(MAX_CALL_SECONDS)}) as running:
         yield running
 
 
@@ -156,3 +159,36 @@ def test_a_hangup_failing_beyond_max_attempts_fails_the_execution(failing_system
     assert len(attempts) == 4  # the first try and MaxAttempts 3 retries
     assert execution["status"] == "FAILED"
     assert execution["error"] == "RuntimeError"
+
+
+def test_a_call_is_hung_up_at_openai_within_two_seconds_of_its_end(system: LocalSystem) -> None:
+    assert system.standin is not None
+    answer = httpx.post(system.calls_url, json={"sdp": make_offer()}, timeout=30)
+    assert answer.status_code == 201, answer.text
+    call = answer.json()
+    assert call["max_seconds"] == MAX_CALL_SECONDS
+    deadline = time.monotonic() + MAX_CALL_SECONDS + 10
+    while not system.standin.hangups_for(call["call_id"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    late = time.time() - call["ends_at"]
+    print(f"\nOpenAI hangup {late:.2f} s after ends_at")
+    assert system.standin.hangups_for(call["call_id"]), "the leash never hung the call up"
+    assert late < 2
+    assert system.leash is not None
+    timer = _invocations(system, call["call_id"], 1, within=10)  # the invocation is recorded once it returned
+    assert [i.error for i in timer] == [None]
+    assert timer[0].payload == {"call_id": call["call_id"]}
+
+
+def test_an_early_hangup_stops_the_calls_execution_and_the_leash_leaves_it(system: LocalSystem) -> None:
+    assert system.standin is not None and system.stack is not None
+    call = httpx.post(system.calls_url, json={"sdp": make_offer()}, timeout=30).json()
+    hangup = httpx.post(f"{system.calls_url}/{call['call_id']}/hangup", json={"hangup_token": call["hangup_token"]},
+                        timeout=30)
+    assert hangup.status_code == 200, hangup.text
+    executions = system.client("stepfunctions").list_executions(
+        stateMachineArn=system.stack.state_machines["LeashStateMachine"].arn, statusFilter="ABORTED")["executions"]
+    assert call["call_id"] in [e["name"] for e in executions]
+    time.sleep(max(0.0, call["ends_at"] - time.time()) + 1.5)
+    assert system.leash is not None
+    assert [i for i in system.leash.invocations if i.payload == {"call_id": call["call_id"]}] == []
