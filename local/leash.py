@@ -50,7 +50,8 @@ class LeashRunner:
                  poll_seconds: float = 0.2, log: Callable[[str], None] = lambda line: None) -> None:
         for machine in state_machines:
             states.check(machine.definition)  # refuse at start-up what would go wrong at a call's end
-        self._periods = {s.logical_id: sweeper_period_seconds or rate_seconds(s.expression) for s in schedules}
+        periods = {s.logical_id: rate_seconds(s.expression) for s in schedules}  # refuses a cron(...) even so
+        self._periods = {name: sweeper_period_seconds or period for name, period in periods.items()}
         self._sfn, self._machines, self._schedules = stepfunctions, state_machines, schedules
         self._invoke, self._poll, self._log = invoke, poll_seconds, log
         self._stopping = threading.Event()

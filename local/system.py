@@ -29,7 +29,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from local import site
-from local.apigw import Cors, Route, routes_from_template
+from local.apigw import Cors, HttpResponse, Route, routes_from_template
 from local.functions import FunctionPool
 from local.gateway import Gateway, cors_of
 from local.http_front import handler_class
@@ -73,6 +73,10 @@ class LocalSystem:
         self.client_timeout_seconds: float = 30
         self.workdir = Path(tempfile.mkdtemp(prefix="local-system-"))
         self.moto: ThreadedMotoServer | None = None
+        # Explicit endpoint and credentials: whoever hosts the system (a test run) keeps its own environment.
+        self.aws = boto3.Session(aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
+                                 aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+                                 aws_session_token=AWS_ENV["AWS_SESSION_TOKEN"], region_name=AWS_ENV["AWS_REGION"])
         self.standin: StandIn | None = None
         self.stack: LocalStack | None = None
         self.pools: dict[str, FunctionPool] = {}  # logical id -> the function's containers
@@ -139,10 +143,6 @@ class LocalSystem:
         self.moto.start()
         moto_host, moto_port = self.moto.get_host_and_port()
         self.moto_url = f"http://{moto_host}:{moto_port}"
-        # Explicit endpoint and credentials: whoever hosts the system (a test run) keeps its own environment.
-        self.aws = boto3.Session(aws_access_key_id=AWS_ENV["AWS_ACCESS_KEY_ID"],
-                                 aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-                                 aws_session_token=AWS_ENV["AWS_SESSION_TOKEN"], region_name=AWS_ENV["AWS_REGION"])
 
     def _start_openai(self) -> str:
         """The stand-in (or the real OpenAI with a key given), its key in the stack's secret; its base URL."""
@@ -242,7 +242,7 @@ class LocalSystem:
         function = self.stack.lambda_for(name_or_arn)
         return self.pools[function.logical_id].invoke(payload, timeout=function.timeout_s)
 
-    def _page(self, path: str) -> Any:
+    def _page(self, path: str) -> HttpResponse:
         return site.page_response(path, csp=self.content_security_policy(), config=self.config_json())
 
     def _log(self, line: str) -> None:
