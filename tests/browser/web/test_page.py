@@ -7,12 +7,14 @@ sides of the conversation reach the page as text.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 from playwright.sync_api import Browser
 
 from local.openai_standin.faults import Fault
@@ -243,6 +245,40 @@ class TestCalls:
         voice.wait_for_text("#message", "could not be reached", timeout=5000)
         assert voice.state == "error"
         assert voice.openai_requests == []
+
+    @pytest.mark.parametrize(("status", "code", "retry_after", "expected"), [
+        (429, "daily_budget_exhausted", "7200", "This site has used up its call minutes for today."),
+        (503, "leash_unavailable", "5",
+         "The call could not be given its time limit, so it was ended before it began. Try again in a moment."),
+        (401, "anonymous_access_disabled", None,
+         "This site does not take calls from this page: An API key is required."),
+    ])
+    def test_refusals_of_the_call_service_are_explained(
+        self, system: LocalSystem, browser: Browser, open_page: OpenPage, status: int, code: str,
+        retry_after: str | None, expected: str
+    ) -> None:
+        """Refusals the local system does not easily give on demand, answered in the API's documented shape."""
+        voice = open_page(system, browser)
+        headers = {"access-control-allow-origin": origin_of(system.page_url),
+                   "access-control-expose-headers": "retry-after, ratelimit-limit, ratelimit-remaining"}
+        if retry_after:
+            headers["retry-after"] = retry_after
+        server_message = "An API key is required." if status == 401 else "refused"
+        voice.page.route(system.calls_url, lambda route: route.fulfill(
+            status=status, headers=headers, content_type="application/json",
+            body=json.dumps({"error": {"code": code, "message": server_message}})))
+        voice.page.click("#talk")
+        assert voice.wait_for_state("error", "connected") == "error"
+        assert voice.text("#message") == expected
+        if retry_after:
+            assert voice.page.is_visible("#countdown") and voice.page.is_disabled("#talk")
+            waiting = int(voice.page.get_attribute("#countdown", "data-seconds-left") or 0)
+            assert int(retry_after) - 3 <= waiting <= int(retry_after)
+        else:
+            assert voice.page.is_hidden("#countdown") and voice.page.is_enabled("#talk")
+        assert voice.hangup_posts == []
+        assert all(pc == ["closed", "closed"] for pc in voice.peer_connections)
+        assert all(state == "ended" for state in voice.release_report()["tracks"])
 
     def test_the_page_fits_a_narrow_screen(
         self, system: LocalSystem, browser: Browser, open_page: OpenPage, artifacts: Path
