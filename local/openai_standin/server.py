@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -119,7 +120,7 @@ class StandIn:
                             usage_interval_seconds=self._live_usage_interval)
         hangups = Hangups(self.credentials, active)
 
-        def route(name: str, handler: Handler) -> Any:
+        def route(name: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
             return endpoint(name, handler, faults=self.faults, log=self.request_log, credentials=self.credentials)
 
         app.router.add_post("/v1/realtime/client_secrets", route("client_secrets", self.client_secrets.handle))
