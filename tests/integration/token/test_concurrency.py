@@ -19,6 +19,7 @@ import boto3
 import pytest
 
 from local.apigw import http_api_event, match_route, routes_from_template, to_http_response
+from local.atomic_moto import serialise_item_operations
 from local.functions import FunctionPool
 from local.openai_standin.server import StandIn
 from local.template_stack import LocalStack
@@ -32,27 +33,8 @@ CONTAINERS = 5
 
 
 @pytest.fixture(autouse=True)
-def atomic_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Give moto the one guarantee the limiter relies on and DynamoDB has: each write is atomic.
-
-    The moto server answers requests on many threads against an unlocked in-memory backend. Its
-    TransactWriteItems checks conditions and applies updates as separate steps, and undoes a cancelled
-    transaction by restoring a copy of the whole table taken when it began, which also erases writes that other
-    transactions committed meanwhile. Unserialised, the day counter was seen to end below the number of
-    transactions that succeeded (a committed ADD lost) and callers got a fourth token. Serialising moto's
-    item operations (still over HTTP, still from separate processes) models DynamoDB, where this cannot happen.
-    """
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    for name in ("transact_write_items", "update_item", "put_item", "delete_item", "get_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with lock:
-                return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
+def atomic_dynamodb() -> None:
+    serialise_item_operations()
 
 
 def source_ips() -> list[str]:

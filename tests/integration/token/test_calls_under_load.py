@@ -1,0 +1,65 @@
+"""200 simultaneous `POST /calls` against a day's budget of N calls, through the whole local system (gateway,
+function containers, moto, the OpenAI stand-in, the local leash runner): exactly N calls are created at OpenAI, N
+timers started, N hangups made by the leash, and no call runs past its end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from local.atomic_moto import serialise_item_operations
+from local.system import LocalSystem
+from tests.integration.offers import make_offer_async
+
+REQUESTS = 200
+MAX_CALL_SECONDS = 10
+DAILY_CALL_MINUTES = 2
+BUDGET = DAILY_CALL_MINUTES * 60 // (MAX_CALL_SECONDS + 5)  # each call reserves its limit plus the 5 s slack: 8
+
+
+@pytest.fixture(scope="module")
+def system() -> Iterator[LocalSystem]:
+    serialise_item_operations()
+    parameters = {"MaxCallSeconds": str(MAX_CALL_SECONDS), "DailyCallMinutes": str(DAILY_CALL_MINUTES),
+                  "AnonymousBurst": "1000", "AnonymousRatePerHour": "1000000"}
+    with LocalSystem(port=0, parameters=parameters, containers=4, sweeper_period_seconds=2) as running:
+        yield running
+
+
+async def _storm(calls_url: str) -> list[httpx.Response]:
+    offer = await make_offer_async()
+    limits = httpx.Limits(max_connections=REQUESTS)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        return await asyncio.gather(*(client.post(calls_url, json={"sdp": offer}) for _ in range(REQUESTS)))
+
+
+def test_exactly_the_budget_is_created_leashed_and_hung_up(system: LocalSystem) -> None:
+    assert system.standin is not None and system.stack is not None
+    answers = asyncio.run(_storm(f"{system.api_url}/calls"))
+    statuses = Counter(a.status_code for a in answers)
+    codes = Counter(a.json()["error"]["code"] for a in answers if a.status_code != 201)
+    assert statuses == {201: BUDGET, 429: REQUESTS - BUDGET}, (statuses, codes)
+    assert codes == {"daily_budget_exhausted": REQUESTS - BUDGET}
+    created = [a.json() for a in answers if a.status_code == 201]
+    ids = {c["call_id"] for c in created}
+    assert len(ids) == BUDGET
+    assert {r.status for r in system.standin.requests_to("calls")} == {201}
+    assert len(system.standin.requests_to("calls")) == BUDGET, "a refused call never reached OpenAI"
+
+    sfn = system.client("stepfunctions")
+    arn = system.stack.state_machines["LeashStateMachine"].arn
+    assert {e["name"] for e in sfn.list_executions(stateMachineArn=arn)["executions"]} == ids
+
+    for call in created:
+        record = system.standin.call(call["call_id"])
+        assert record is not None
+        assert record.wait_ended(max(0.1, call["ends_at"] + 10 - time.time())), f"{call['call_id']} ran on"
+        assert record.end_reason == "hangup"
+        assert record.ended_at is not None and record.ended_at <= call["ends_at"] + 5
+    time.sleep(1)  # the stand-in logs a hangup once it has answered it
+    assert Counter(h.call_id for h in system.standin.hangups if h.status == 200) == Counter(ids)
