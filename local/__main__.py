@@ -2,7 +2,8 @@
 
 PORT picks the port (default 8000), PARAMETER_OVERRIDES the stack parameters as for
 `sam deploy --parameter-overrides` ("MaxCallSeconds=20 DailyCallMinutes=2"), OPENAI_API_KEY and OPENAI_BASE_URL
-the real OpenAI instead of the stand-in. Exit codes: 0 stopped, 1 the port is busy, 2 a parameter is refused.
+the real OpenAI instead of the stand-in.
+Exit codes: 0 stopped, 1 the port is busy, 2 PORT or a stack parameter is refused.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ def main() -> int:
     def log(line: str) -> None:
         print(line, flush=True)
 
+    port = os.environ.get("PORT", "8000")
+    if not port.isdigit():
+        print(f"error: PORT={port!r} is not a port number", file=sys.stderr)
+        return 2
     try:
-        system = LocalSystem(port=int(os.environ.get("PORT", "8000")), openai_api_key=key,
-                             openai_base_url=os.environ.get("OPENAI_BASE_URL"), request_log=log,
-                             parameters=parse_overrides(os.environ.get("PARAMETER_OVERRIDES", "")))
+        system = LocalSystem(port=int(port), openai_api_key=key, openai_base_url=os.environ.get("OPENAI_BASE_URL"),
+                             request_log=log, parameters=parse_overrides(os.environ.get("PARAMETER_OVERRIDES", "")))
     except ParameterError as exc:
         print(f"error: stack parameter {exc}", file=sys.stderr)
         return 2
