@@ -181,3 +181,15 @@ def test_a_signal_during_start_up_stops_it_cleanly(port: int, processes: list[su
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0 and "Stopped." in output, output
     assert _left_behind({**below, **_descendants(process.pid)}, GONE_SECONDS) == []
+
+
+@pytest.mark.parametrize("overrides, named", [("MaxCallSeconds=5", "MaxCallSeconds='5': must be at least 10"),
+                                              ("DailyCallMinutes=2 EnableTokenRoute=yes", "EnableTokenRoute"),
+                                              ("MaxCallSecs=20", "did you mean MaxCallSeconds")])
+def test_a_refused_parameter_exits_2_naming_it_before_anything_starts(port: int, overrides: str, named: str) -> None:
+    env = {**os.environ, "PORT": str(port), "PARAMETER_OVERRIDES": overrides}
+    done = subprocess.run([sys.executable, "-m", "local"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert named in done.stderr
+    assert "Starting" not in done.stdout
