@@ -253,7 +253,7 @@ async def test_one_way_offers(standin_server, peer_client, direction):
     assert "tone" in said["transcript"]
     i_drained, _ = await client.wait_for("output_audio_buffer.stopped", after=i_playing, timeout=5)
     played_at, drained_at = client.event_time(i_playing), client.event_time(i_drained)
-    assert 0.5 <= drained_at - played_at <= 1.2  # the 0.6 s tone, in real time
+    assert 0.3 <= drained_at - played_at <= 1.5  # the 0.6 s tone, in about real time (event delivery jitters)
     heard = client.audio_between(played_at + 0.15, drained_at - 0.05)
     if direction == "recvonly":
         assert heard and sum(heard) / len(heard) > ECHO_RMS
