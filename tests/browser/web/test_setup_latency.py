@@ -10,7 +10,7 @@ turns, round after round, so a slow moment of the machine hits them alike. Three
   straight to OpenAI with the token, answer, data channel open).
 
 The two scripts do the same browser work, so they compare the routes; `page_calls` is what a visitor gets. Written
-to test-artifacts/setup-latency.json; nothing is asserted about the numbers.
+to test-artifacts/setup-latency.json; nothing is asserted about the numbers. SETUP_LATENCY_RUNS changes the count.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from tests.browser.web.voice_page import VoicePage
 
 OpenPage = Callable[..., VoicePage]
 RUNS = int(os.environ.get("SETUP_LATENCY_RUNS", "20"))
+SETTLE_MS = 500
 
 # Both scripts end the call they made before returning, so each round starts from nothing.
 SCRIPT_CALLS = """async ({callsUrl}) => {
@@ -122,14 +123,19 @@ class TestSetupLatency:
             flow()  # warm-up, not counted: first use of each route, codec and code path in this browser
         samples: dict[str, list[float]] = {name: [] for name in flows}
         began = time.monotonic()
-        for _ in range(RUNS):
-            for name, flow in flows.items():
-                samples[name].append(flow())
+        names = list(flows)
+        for round_ in range(RUNS):
+            # Each flow goes first in turn, and the machine settles between flows: the stand-in tears the previous
+            # peer down in the background, which must not land on one flow more than another.
+            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                voice.page.wait_for_timeout(SETTLE_MS)
+                samples[name].append(flows[name]())
 
         report = {
             "what": "click-to-connected in headless Chromium against the local system (real function, moto, the "
                     "OpenAI stand-in over HTTP and WebRTC on loopback), flows interleaved round by round; "
-                    "connected = data channel open (the page: status 'connected', microphone attached)",
+                    "connected = data channel open (the page: status 'connected', microphone attached); "
+                    f"each flow first in turn, {SETTLE_MS} ms pause before each",
             "runs": RUNS,
             "warm_up_runs_excluded": 1,
             "seconds": round(time.monotonic() - began, 1),
