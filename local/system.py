@@ -30,6 +30,7 @@ from moto.server import ThreadedMotoServer
 
 from local import site
 from local.apigw import Cors, HttpResponse, Route, routes_from_template
+from local.atomic_moto import serialise_item_operations
 from local.functions import FunctionPool
 from local.gateway import Gateway, cors_of
 from local.http_front import handler_class
@@ -139,6 +140,7 @@ class LocalSystem:
 
     def _start_moto(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        serialise_item_operations()  # DynamoDB's per-item atomicity, which moto alone lacks under concurrency
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.moto.start()
         moto_host, moto_port = self.moto.get_host_and_port()
