@@ -68,7 +68,6 @@ class LiveSession:
         self._usage_interval = usage_interval_seconds
         self._created = time.monotonic()
         self._listener = Listener(VadSettings())
-        self._first_audio_ms: int | None = None  # when on the session timeline the caller's audio began
         self._tasks: set[asyncio.Task[None]] = set()
         data_channel = (resource.get("client") or {}).get("data_channel") or {}
         client_events = data_channel.get("allowed_client_events", "all")
@@ -131,8 +130,6 @@ class LiveSession:
     # -- incoming audio ----------------------------------------------------------------------------------------
 
     def on_audio(self, pcm: bytes) -> None:
-        if self._first_audio_ms is None:
-            self._first_audio_ms = self._now_ms()
         heard = self._listener.feed(pcm)
         if isinstance(heard, Started):
             self._player.clear()  # the caller talks over the answer: it stops, as Live's turn-taking does
@@ -140,10 +137,12 @@ class LiveSession:
             self._answer(heard)
 
     def _answer(self, heard: Utterance) -> None:
-        offset = self._first_audio_ms or 0
+        # The utterance ends now on the session's (wall-clock) timeline; input audio may arrive in bursts, so its own
+        # clock only gives the length. One timeline keeps input and output deltas in order.
+        end_ms = self._now_ms()
+        start_ms = max(0, end_ms - (heard.audio_end_ms - heard.audio_start_ms))
         said = f"(local stand-in heard {heard.speech_seconds:.1f} s of speech)"
-        self._send(self._event("session.input_transcript.delta", delta=said, start_ms=offset + heard.audio_start_ms,
-                               end_ms=offset + heard.audio_end_ms))
+        self._send(self._event("session.input_transcript.delta", delta=said, start_ms=start_ms, end_ms=end_ms))
         reply = f"You said something for {heard.speech_seconds:.1f} seconds; here it is played back."
         playback = self._player.play(heard.pcm, new_id("item"))
         self._spawn(self._stream_output_transcript(reply, playback))

@@ -63,7 +63,7 @@ async def test_a_live_session_starts_transcribes_echoes_and_reports_usage(standi
     # On the session's timeline: the speech began ~0.4 s into the audio, and lasted at least its 1.2 s.
     assert 0 <= heard["start_ms"] < heard["end_ms"] and heard["end_ms"] - heard["start_ms"] >= SPEECH_SECONDS * 1000
     i_said, said = await client.wait_for("session.output_transcript.delta", after=i_heard)
-    assert said["start_ms"] >= heard["end_ms"] - 100 and said["end_ms"] > said["start_ms"]
+    assert said["start_ms"] >= heard["end_ms"] and said["end_ms"] > said["start_ms"]
     await asyncio.sleep(SPEECH_SECONDS + 0.3)
     deltas = [e for _, e in client.events if e["type"] == "session.output_transcript.delta"]
     assert "".join(d["delta"] for d in deltas) == "You said something for 1.2 seconds; here it is played back."
