@@ -190,6 +190,7 @@ async function startCall() {
 // the answer says which call that is.
 async function placeAndAnswer(current, call, choice) {
   const sdp = await call.offer();
+  if (attempt !== current) throw new DOMException('The call was cancelled.', 'AbortError'); // nothing placed yet
   const placed = await placeCall(config.callsUrl, sdp, choice);
   if (attempt !== current) {
     hangUpCall(config.callsUrl, placed.callId, placed.hangupToken);

@@ -224,6 +224,29 @@ class TestCalls:
         assert len(voice.call_posts) == 1
         voice.wait_for_level("mic-level", 0.1)  # the microphone went into the call that was already up
 
+    def test_hanging_up_while_the_prompt_is_open_ends_the_call_already_set_up(
+        self, system: LocalSystem, browser: Browser, open_page: OpenPage
+    ) -> None:
+        voice = open_page(system, browser)
+        voice.page.evaluate("""() => {
+          const ask = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+          navigator.mediaDevices.getUserMedia = (constraints) =>
+            new Promise((resolve) => setTimeout(resolve, 3000)).then(() => ask(constraints));
+        }""")
+        voice.page.click("#talk")
+        voice.page.wait_for_selector("#time-left:not([hidden])", timeout=5000)  # set up, the prompt still open
+        voice.page.click("#talk")  # "Hang up"
+        assert voice.wait_for_state("ended") == "ended"
+        assert voice.text("#status") == "Call ended — cancelled"
+        [placed] = voice.placed_calls()
+        wait_for_hangup_at_standin(system, placed["call_id"])
+        assert len(voice.hangup_posts) == 1
+        voice.page.wait_for_timeout(3500)  # the microphone arrives after all, and is let go at once
+        report = voice.release_report()
+        assert report["tracks"] and all(state == "ended" for state in report["tracks"]), report
+        assert all(pc == ["closed", "closed"] for pc in report["pcs"]), report
+        assert voice.state == "ended" and len(voice.call_posts) == 1
+
     def test_a_failing_call_service_is_explained(
         self, system: LocalSystem, browser: Browser, open_page: OpenPage
     ) -> None:
