@@ -18,9 +18,10 @@ def config_json(api_url: str) -> bytes:
                        "tokenUrl": f"{api_url}/token"}).encode()
 
 
-def content_security_policy(api_url: str, realtime_url: str) -> str:
-    """The same policy CloudFront's response headers policy sets when deployed."""
-    connect = " ".join(dict.fromkeys(["'self'", _origin(api_url), _origin(realtime_url)]))
+def content_security_policy(api_url: str) -> str:
+    """The same policy CloudFront's response headers policy sets when deployed. The page talks to our API only:
+    it never fetches from OpenAI (WebRTC media is not governed by connect-src)."""
+    connect = " ".join(dict.fromkeys(["'self'", _origin(api_url)]))
     return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
             f"connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 

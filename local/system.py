@@ -232,7 +232,7 @@ class LocalSystem:
         return site.config_json(self.api_url)
 
     def content_security_policy(self) -> str:
-        return site.content_security_policy(self.api_url, self.realtime_url)
+        return site.content_security_policy(self.api_url)
 
     # --- wiring ---------------------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from tokenvend.errors import ApiError, Code, invalid_request
 from tokenvend.leash_clock import LeashClock, LeashUnavailable
 from tokenvend.limiter import Grant, Limiter, Spend
 from tokenvend.observability import count, latency, logger
+from tokenvend.openai_client import FailureKind, UpstreamFailure
 from tokenvend.policy import SessionChoice, SessionPolicy
 from tokenvend.secret_store import SecretStore
 from tokenvend.upstream import with_key_refresh
@@ -102,7 +103,14 @@ class CallDesk:
         return Answer(body, self._limiter.allowance_of(grant).headers())
 
     def _create(self, api_key: str, offer_sdp: str, choice: SessionChoice, safety_identifier: str) -> CreatedCall:
-        timed = self._backend.create_call(api_key, offer_sdp, choice, safety_identifier)
+        try:
+            timed = self._backend.create_call(api_key, offer_sdp, choice, safety_identifier)
+        except UpstreamFailure as failure:
+            if failure.kind is FailureKind.REJECTED and not (failure.param or "").startswith("session"):
+                # OpenAI refused the request but not our session: the caller's offer is what it could not use.
+                logger.info("OpenAI refused the offer", extra={"upstream": failure.detail})
+                raise invalid_request("sdp: OpenAI could not use this offer.") from None
+            raise
         latency("UpstreamLatency", timed.latency_ms)
         return timed.value
 

@@ -32,13 +32,14 @@ class FailureKind(StrEnum):
 
 class UpstreamFailure(Exception):
     def __init__(self, kind: FailureKind, status: int | None, detail: str, retry_after: int | None = None,
-                 latency_ms: float = 0.0) -> None:
+                 latency_ms: float = 0.0, param: str | None = None) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.status = status
         self.detail = detail  # safe for logs: status, OpenAI's error code/param/type, never a key or token
         self.retry_after = retry_after
         self.latency_ms = latency_ms
+        self.param = param  # the request field OpenAI's error names, if any
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def _failure(response: httpx.Response, latency_ms: float) -> UpstreamFailure:
     if status == 404:
         return UpstreamFailure(FailureKind.NOT_FOUND, status, detail, latency_ms=latency_ms)
     if 400 <= status < 500:
-        return UpstreamFailure(FailureKind.REJECTED, status, detail, latency_ms=latency_ms)
+        return UpstreamFailure(FailureKind.REJECTED, status, detail, latency_ms=latency_ms,
+                               param=_error_param(response))
     return UpstreamFailure(FailureKind.ERROR, status, detail, latency_ms=latency_ms)
 
 
@@ -138,6 +140,14 @@ def _error_summary(response: httpx.Response) -> str:
         return " ".join([*parts, message]).strip()
     except (ValueError, KeyError, TypeError, AttributeError):
         return "(no error body)"
+
+
+def _error_param(response: httpx.Response) -> str | None:
+    try:
+        param = response.json()["error"]["param"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return param if isinstance(param, str) else None
 
 
 def _retry_after(response: httpx.Response) -> int:

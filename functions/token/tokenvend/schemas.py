@@ -86,12 +86,17 @@ class Health(_Described):
     status: Literal["ok"]
 
 
+# What `calls.check_offer` requires (and checks, in that one place), said in the description: `v=0` first, an
+# `m=audio` line. Whether OpenAI can use the offer (ICE, DTLS, codecs) no schema can say; a 400 names `sdp` then.
+OFFER_PATTERN = r"^[ \t\r\n]*v=0[ \t]*\r?\n([\s\S]*\n)?m=audio "
+
+
 def _choice_fields(settings: Settings) -> dict[str, Any]:
     return {
         "voice": (str | None, Field(default=None, description=f"Default: {settings.default_voice}",
-                                    json_schema_extra={"enum": list(settings.voices)})),
+                                    json_schema_extra={"enum": [*settings.voices, None]})),
         "preset": (str | None, Field(default=None, description=f"Default: {settings.default_preset}",
-                                     json_schema_extra={"enum": list(settings.presets)})),
+                                     json_schema_extra={"enum": [*settings.presets, None]})),
     }
 
 
@@ -105,7 +110,7 @@ def call_request_model(settings: Settings) -> type[BaseModel]:
         "CallRequest",
         __config__=ConfigDict(extra="forbid", strict=True),
         sdp=(str, Field(description="The browser's WebRTC SDP offer (with an audio section and the `oai-events` "
-                        "data channel)")),
+                        "data channel)", json_schema_extra={"pattern": OFFER_PATTERN})),
         **_choice_fields(settings),
     )
 

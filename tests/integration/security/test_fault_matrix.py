@@ -36,7 +36,7 @@ from tests.integration.security.security_support import (
 )
 from tokenvend.api_keys import ApiKeyLookup, ApiKeyStore
 from tokenvend.caller import identify
-from tokenvend.limiter import MAX_ATTEMPTS, Limiter
+from tokenvend.limiter import MAX_ATTEMPTS, Limiter, Spend
 
 CALLER_IP = "198.51.100.77"
 RESULTS: list[dict[str, Any]] = []
@@ -143,7 +143,7 @@ ROWS = [
     Row("secret-empty", 500, "not_configured", 0, "untouched", secret='{"api_key": ""}'),
     Row("secret-malformed", 500, "not_configured", 0, "untouched", secret='{"api_key": "' + CANARY_KEY + '"'),
     Row("secret-key-with-spaces", 500, "not_configured", 0, "untouched", secret=f"{CANARY_KEY} {CANARY_KEY}"),
-    Row("secrets-manager-unreachable", 503, "not_configured", 0, "untouched", prepare=secrets_manager_unreachable,
+    Row("secrets-manager-unreachable", 503, "secrets_unavailable", 0, "untouched", prepare=secrets_manager_unreachable,
         retry_after="2"),
     Row("dynamodb-throttled", 503, "limiter_unavailable", 0, "untouched", prepare=throttle_transactions,
         retry_after="2"),
@@ -348,7 +348,7 @@ def test_conditional_check_storm_never_issues_more_than_the_burst(stack: LocalSt
         stolen["transactions"] += 1
         if stolen["n"] < steals:
             stolen["n"] += 1
-            competitor.acquire(caller)
+            competitor.acquire(caller, Spend.token(module.settings.limits))
 
     module.services.dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", steal_first)
     statuses = [api.call("POST", "/token", source_ip=CALLER_IP).status for _ in range(3)]

@@ -30,7 +30,8 @@ from tests.integration.security.security_support import (
 from tokenvend.api_keys import ApiKeyStore
 
 BURST = 2
-PARAMETERS = {"AnonymousBurst": str(BURST), "AnonymousRatePerHour": "1", "ApiKeyBurst": str(BURST),
+PARAMETERS = {"EnableTokenRoute": "true",
+              "AnonymousBurst": str(BURST), "AnonymousRatePerHour": "1", "ApiKeyBurst": str(BURST),
               "ApiKeyRatePerHour": "1", "GlobalDailyLimit": "200"}
 ALLOWED_ORIGIN = "https://page.example"
 FIGURES: dict[str, Any] = {"cases": {}}

@@ -8,6 +8,8 @@ something to read.
   deploy generates, and the rendered template with its resolved outputs.
 - Issued tokens: only in the body of the one 200 `POST /token` answer that carries each; never in a header, a log
   line, a metric, the page or the template. Tokens a stand-in minted that no answer carried appear nowhere at all.
+- Hangup tokens (a call's secret for ending it early): only in the body of the one 201 `POST /calls` answer that
+  carries each; never in a header, another answer, a log line, a metric, the page or the template.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from local.openai_standin.client_secrets import Fault
 from local.openai_standin.server import StandIn
 from local.template_stack import LocalStack, _Resolver, load_template, translate
 from tests.integration.harness import EVIDENCE, CapturedResponse, load_token_app
+from tests.integration.offers import make_offer
 from tests.integration.security.security_support import (
     CANARY_KEY,
     FUNCTION_LOG_LINES,
@@ -49,9 +52,16 @@ def _own_scenario(stack: LocalStack, standin: StandIn, monkeypatch: pytest.Monke
         assert api.call("POST", "/token", source_ip="192.0.2.13").status == 502
         standin.faults.add(Fault(status=200, delay_seconds=0.6))  # the handler gives up first (504)
         assert api.call("POST", "/token", source_ip="192.0.2.14").status == 504
+        call = api.call("POST", "/calls", {"sdp": make_offer()}, source_ip="192.0.2.16")
+        assert call.status == 201, call.body
+        hangup = f"/calls/{json.loads(call.body)['call_id']}/hangup"
+        assert api.call("POST", hangup, {"hangup_token": "guessed"}, source_ip="192.0.2.17").status == 403
+        token = json.loads(call.body)["hangup_token"]
+        assert api.call("POST", hangup, {"hangup_token": token}, source_ip="192.0.2.16").status == 200
         standin.client_secrets.api_key = "sk-fake-key-the-owner-never-stored"  # OpenAI refuses the canary
         assert api.call("POST", "/token", source_ip="192.0.2.15").status == 502
         assert [r.status for r in standin.requests[-2:]] == [401, 401], "refused, quoting the masked key"
+        assert api.call("POST", "/calls", {"sdp": make_offer()}, source_ip="192.0.2.18").status == 502
     finally:
         standin.client_secrets.api_key = standin.api_key
         EVIDENCE.tokens.update(minted_tokens(standin))
@@ -70,8 +80,7 @@ def _secrets() -> list[str]:
 
 def _page_files() -> dict[str, bytes]:
     files = {str(p.relative_to(ROOT)): p.read_bytes() for p in sorted((ROOT / "web").rglob("*")) if p.is_file()}
-    deployed = build_config({"TokenUrl": "https://abc123.execute-api.us-east-1.amazonaws.com/token",
-                             "OptionsUrl": "https://abc123.execute-api.us-east-1.amazonaws.com/options"})
+    deployed = build_config({"ApiUrl": "https://abc123.execute-api.us-east-1.amazonaws.com"})
     files["config.json (as a deploy writes it)"] = config_body(deployed)
     return files
 
@@ -94,6 +103,9 @@ def test_no_key_anywhere_and_tokens_only_where_they_belong(stack: LocalStack, fr
     files = _page_files()
     template = _rendered_template(stack)
     findings, carried = scan(needles, tokens, lines, EVIDENCE.responses, files, template)
+    hangup_findings, hangups_carried = scan_hangup_tokens(EVIDENCE.hangup_tokens, lines, EVIDENCE.responses, files,
+                                                          template)
+    findings += hangup_findings
     never_delivered = tokens - set(carried)
     metric_lines = sum(1 for line in lines if '"_aws"' in line)
 
@@ -103,12 +115,14 @@ def test_no_key_anywhere_and_tokens_only_where_they_belong(stack: LocalStack, fr
         "response_bytes_scanned": sum(len(r.body) for r in EVIDENCE.responses),
         "tokens_tracked": len(tokens), "tokens_delivered_once_each": len(carried),
         "tokens_in_no_captured_answer": len(never_delivered), "secret_strings_searched": len(needles),
-        "page_files_scanned": len(files), "template_bytes_scanned": len(template), "findings": len(findings),
+        "page_files_scanned": len(files), "template_bytes_scanned": len(template),
+        "hangup_tokens_tracked": len(EVIDENCE.hangup_tokens), "hangup_tokens_delivered_once_each": len(hangups_carried),
+        "findings": len(findings),
     }
     record_figures("leak_scan", **figures)
     print(f"\nleak scan: {figures}")
     assert not findings, findings[:20]
-    assert len(lines) > 0 and len(EVIDENCE.responses) > 0 and len(carried) >= 3
+    assert len(lines) > 0 and len(EVIDENCE.responses) > 0 and len(carried) >= 3 and len(hangups_carried) >= 1
 
 
 def scan(needles: list[str], tokens: set[str], lines: list[str], responses: list[CapturedResponse],
@@ -146,6 +160,29 @@ def scan(needles: list[str], tokens: set[str], lines: list[str], responses: list
     return findings, carried
 
 
+def scan_hangup_tokens(hangup_tokens: set[str], lines: list[str], responses: list[CapturedResponse],
+                       files: dict[str, bytes], template: str) -> tuple[list[str], dict[str, int]]:
+    """Each hangup token only in the body of the 201 `POST /calls` answer that gave it, once."""
+    findings: list[str] = []
+    log_text = "\n".join(lines)
+    findings += [f"log: hangup token {t[:6]}..." for t in hangup_tokens if t in log_text]
+    carried: dict[str, int] = {}
+    for response in responses:
+        body, head = response.body.decode("utf-8", "replace"), "\n".join(f"{k}: {v}" for k, v in response.headers)
+        findings += [f"header of {response.path}: hangup token" for t in hangup_tokens if t in head]
+        own = None
+        if response.status == 201 and response.path == "/calls" and response.method == "POST":
+            own = json.loads(response.body)["hangup_token"]
+            carried[own] = carried.get(own, 0) + 1
+        findings += [f"{response.method} {response.path} {response.status} carries a hangup token"
+                     for t in hangup_tokens if t != own and t in body]
+    findings += [f"hangup token {t[:6]}... handed out {n} times" for t, n in carried.items() if n > 1]
+    for name, content in files.items():
+        findings += [f"{name}: hangup token" for t in hangup_tokens if t in content.decode("utf-8", "replace")]
+    findings += ["template: hangup token" for t in hangup_tokens if t in template]
+    return findings, carried
+
+
 def test_the_scan_finds_what_is_planted() -> None:
     """The scanner itself: each kind of leak, planted once, is found."""
     key, token = "sk-fake-leakcanary-planted-0123456789abcdef", "ek_fedcba9876543210fedcba9876543210"
@@ -166,3 +203,19 @@ def test_the_scan_finds_what_is_planted() -> None:
         assert findings, f"the scan missed: {name}"
     clean, carried = scan(needles, {token}, ["nothing here"], [good], {"web/index.html": b"<html>"}, "{}")
     assert clean == [] and carried == {token: 1}
+
+
+def test_the_hangup_token_scan_finds_what_is_planted() -> None:
+    secret = "hangup-secret-0123456789abcdefghijklmnopqrstuv"
+    body = json.dumps({"call_id": "rtc_1", "hangup_token": secret}).encode()
+    call = CapturedResponse("POST", "/calls", 201, [], body)
+    planted = {
+        "in a log": ([f"hangup {secret}"], [call]),
+        "in a header": ([], [call, CapturedResponse("POST", "/calls/rtc_1/hangup", 200, [("x", secret)], b"{}")]),
+        "in another answer": ([], [call, CapturedResponse("POST", "/calls/rtc_1/hangup", 403, [], secret.encode())]),
+        "handed out twice": ([], [call, call]),
+    }
+    for name, (lines, responses) in planted.items():
+        findings, _ = scan_hangup_tokens({secret}, lines, responses, {}, "")
+        assert findings, f"the scan missed: {name}"
+    assert scan_hangup_tokens({secret}, ["clean"], [call], {}, "") == ([], {secret: 1})

@@ -35,7 +35,8 @@ THREADS = 8
 REQUESTS_PER_THREAD = env_flag("SECURITY_LOAD_REQUESTS_PER_THREAD", 250)
 TIME_LIMIT_SECONDS = 45.0  # about 16 s on an idle machine; headroom for a loaded CI host
 ANON_BURST, KEY_BURST, GLOBAL_CAP = 5, 10, 42  # 5 + 4 x 10 = 45 > 42: the global cap binds
-PARAMETERS = {"AnonymousBurst": str(ANON_BURST), "AnonymousRatePerHour": "1", "ApiKeyBurst": str(KEY_BURST),
+PARAMETERS = {"EnableTokenRoute": "true",
+              "AnonymousBurst": str(ANON_BURST), "AnonymousRatePerHour": "1", "ApiKeyBurst": str(KEY_BURST),
               "ApiKeyRatePerHour": "1", "GlobalDailyLimit": str(GLOBAL_CAP)}
 
 

@@ -199,11 +199,13 @@ def test_an_unknown_call_is_404(calls_api: TokenApi) -> None:
 
 
 @pytest.mark.parametrize(("fault", "status", "code"), [
-    ({"status": 400}, 502, "upstream_error"),
+    ({"status": 400}, 400, "invalid_request"),  # OpenAI could not use the offer: the caller's to fix
+    ({"status": 400, "body": {"error": {"message": "Unknown model", "type": "invalid_request_error",
+                                        "param": "session.model", "code": "invalid_value"}}}, 502, "upstream_error"),
     ({"status": 429, "headers": {"Retry-After": "9"}}, 503, "upstream_busy"),
     ({"status": 500, "times": 2}, 502, "upstream_error"),
     ({"status": 201, "delay_seconds": 1.5}, 504, "upstream_timeout"),
-], ids=["400", "429", "500-twice", "timeout"])
+], ids=["400-offer", "400-session", "429", "500-twice", "timeout"])
 def test_an_openai_failure_gives_the_budget_back(stack: LocalStack, fresh_standin: StandIn, offer: str,
                                                  backend: Backend, fault: dict[str, Any], status: int,
                                                  code: str) -> None:

@@ -90,13 +90,19 @@ def test_a_voice_outside_the_policy_is_400_and_charges_nothing() -> None:
     assert d.limiter.charged == []
 
 
-@pytest.mark.parametrize(("kind", "status"), [(FailureKind.BUSY, 503), (FailureKind.REJECTED, 502),
-                                              (FailureKind.ERROR, 502), (FailureKind.TIMEOUT, 504),
-                                              (FailureKind.UNREACHABLE, 502)])
-def test_an_openai_failure_gives_the_reservation_back(kind: FailureKind, status: int) -> None:
+@pytest.mark.parametrize(("kind", "param", "status"), [
+    (FailureKind.BUSY, None, 503), (FailureKind.ERROR, None, 502), (FailureKind.TIMEOUT, None, 504),
+    (FailureKind.UNREACHABLE, None, 502),
+    (FailureKind.REJECTED, "session.model", 502),  # OpenAI refused our session: the owner's to fix
+    (FailureKind.REJECTED, None, 400), (FailureKind.REJECTED, "transport.sdp", 400),  # the caller's offer
+])
+def test_an_openai_failure_gives_the_reservation_back(kind: FailureKind, param: str | None, status: int) -> None:
     d = Desk()
-    d.backend.create_failures.append(UpstreamFailure(kind, None, "x"))
-    assert refused(d.start).status == status
+    d.backend.create_failures.append(UpstreamFailure(kind, 400, "x", param=param))
+    error = refused(d.start)
+    assert error.status == status
+    if status == 400:
+        assert error.message.startswith("sdp: ")
     assert len(d.limiter.released) == 1 and d.records.items == {} and d.leash.started == []
 
 
