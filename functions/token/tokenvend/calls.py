@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -83,10 +84,11 @@ class CallDesk:
             except ApiError:
                 self._limiter.release(grant)
                 raise
-            started_at = int(self._clock())
+            started_at = self._clock()
             hangup_token = secrets.token_urlsafe(32)
+            # Rounded up: the timer has one-second precision, and a call must never be cut short of its limit.
             record = CallRecord(call_id=created.call_id, caller=caller.hash, backend=self._backend.name,
-                                started_at=started_at, ends_at=started_at + self._max_seconds,
+                                started_at=int(started_at), ends_at=math.ceil(started_at + self._max_seconds),
                                 reserved_seconds=self._spend.amount, day=grant.day,
                                 hangup_token_sha256=sha256(hangup_token))
             self._leash_or_abandon(record, grant)
