@@ -1,20 +1,25 @@
-"""Who is calling, from what API Gateway saw: an API-key caller or an anonymous one (see `caller`).
+"""Who is calling, from what API Gateway saw (an API-key caller or an anonymous one, see `caller`), and what they
+are charged for what OpenAI creates for them.
 
 The caller goes into the request's log context as a salted hash, never as the key or the address. Errors raised
 while serving a known caller carry that caller's RateLimit-* headers, so a client always learns its allowance.
+The order of `create_metered` is the spend guarantee: the key is read before anything is charged (a misconfigured
+stack charges nobody), the charge comes before OpenAI is called (nothing is created unmetered), and what OpenAI
+failed to create is given back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from tokenvend.caller import Caller, identify
 from tokenvend.errors import ApiError
-from tokenvend.limiter import Limiter
+from tokenvend.limiter import Grant, Limiter, Spend
 from tokenvend.observability import logger
 from tokenvend.secret_store import SecretStore
+from tokenvend.upstream import with_key_refresh
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,16 @@ class Admission:
                           allow_anonymous=self._allow_anonymous)
         logger.append_keys(caller=caller.hash, caller_kind=str(caller.kind))
         return caller
+
+    def create_metered[T](self, caller: Caller, spend: Spend, create: Callable[[str], T]) -> tuple[T, Grant]:
+        """`create(api_key)` at OpenAI, charged to the caller and the day; given back if it failed."""
+        api_key = self._secrets.openai_key()
+        grant = self._limiter.acquire(caller, spend)
+        try:
+            return with_key_refresh(self._secrets, api_key, create), grant
+        except ApiError:
+            self._limiter.release(grant)
+            raise
 
     @contextmanager
     def allowance_on_error(self, caller: Caller) -> Iterator[None]:

@@ -30,8 +30,6 @@ from tokenvend.limiter import Grant, Limiter, Spend
 from tokenvend.observability import count, latency, logger
 from tokenvend.openai_client import FailureKind, UpstreamFailure
 from tokenvend.policy import SessionChoice, SessionPolicy
-from tokenvend.secret_store import SecretStore
-from tokenvend.upstream import with_key_refresh
 from tokenvend.vending import Answer
 
 # How late the leash may hang up after a call's end: the timer's one-second precision, the leash function's start
@@ -54,12 +52,11 @@ def check_offer(sdp: str) -> None:
 
 
 class CallDesk:
-    def __init__(self, policy: SessionPolicy, admission: Admission, secrets: SecretStore, limiter: Limiter,
-                 backend: VoiceBackend, records: CallRecords, clock_of_calls: LeashClock, ender: CallEnder, *,
-                 max_call_seconds: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, policy: SessionPolicy, admission: Admission, limiter: Limiter, backend: VoiceBackend,
+                 records: CallRecords, clock_of_calls: LeashClock, ender: CallEnder, *, max_call_seconds: int,
+                 clock: Callable[[], float] = time.time) -> None:
         self._policy = policy
         self._admission = admission
-        self._secrets = secrets
         self._limiter = limiter
         self._backend = backend
         self._records = records
@@ -76,14 +73,8 @@ class CallDesk:
         check_offer(offer_sdp)
         caller = self._admission.identify(facts)
         with self._admission.allowance_on_error(caller):
-            api_key = self._secrets.openai_key()
-            grant = self._limiter.acquire(caller, self._spend)
-            try:
-                created = with_key_refresh(self._secrets, api_key,
-                                           lambda key: self._create(key, offer_sdp, choice, caller.hash))
-            except ApiError:
-                self._limiter.release(grant)
-                raise
+            created, grant = self._admission.create_metered(
+                caller, self._spend, lambda key: self._create(key, offer_sdp, choice, caller.hash))
             started_at = self._clock()
             hangup_token = secrets.token_urlsafe(32)
             # Rounded up: the timer has one-second precision, and a call must never be cut short of its limit.

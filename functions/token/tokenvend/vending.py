@@ -1,9 +1,6 @@
-"""Vending one token (`POST /token`): who asks, what they may choose, meter it, mint it at OpenAI, and give the
-budget back if minting failed.
-
-The order matters for spend: the caller's choice is checked first (a bad request charges nothing), the key and the
-salt are read before the limiter is charged (a misconfigured stack charges nobody), the limiter is charged before
-OpenAI is called (nothing is minted unmetered), and every upstream failure after the charge releases it.
+"""Vending one token (`POST /token`): who asks, what they may choose, then the token minted at OpenAI under the
+caller's and the day's limits (`Admission.create_metered`). The caller's choice is checked first, so a bad request
+charges nothing.
 """
 
 from __future__ import annotations
@@ -12,13 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenvend.admission import Admission, RequestFacts
-from tokenvend.errors import ApiError
 from tokenvend.limiter import Limiter, Spend
 from tokenvend.observability import count, latency
 from tokenvend.openai_client import ClientSecret, OpenAIClient
 from tokenvend.policy import SessionChoice, SessionPolicy
-from tokenvend.secret_store import SecretStore
-from tokenvend.upstream import with_key_refresh
 
 
 @dataclass(frozen=True)
@@ -30,12 +24,11 @@ class Answer:
 
 
 class TokenVendor:
-    def __init__(self, policy: SessionPolicy, admission: Admission, secrets: SecretStore, limiter: Limiter,
-                 spend: Spend, openai: OpenAIClient, realtime_url: str) -> None:
+    def __init__(self, policy: SessionPolicy, admission: Admission, limiter: Limiter, spend: Spend,
+                 openai: OpenAIClient, realtime_url: str) -> None:
         self._policy = policy
         self._spend = spend
         self._admission = admission
-        self._secrets = secrets
         self._limiter = limiter
         self._openai = openai
         self._realtime_url = realtime_url
@@ -44,13 +37,8 @@ class TokenVendor:
         choice = self._policy.choose(voice, preset)
         caller = self._admission.identify(facts)
         with self._admission.allowance_on_error(caller):
-            api_key = self._secrets.openai_key()
-            grant = self._limiter.acquire(caller, self._spend)
-            try:
-                secret = with_key_refresh(self._secrets, api_key, lambda key: self._mint(key, choice, caller.hash))
-            except ApiError:
-                self._limiter.release(grant)
-                raise
+            secret, grant = self._admission.create_metered(caller, self._spend,
+                                                           lambda key: self._mint(key, choice, caller.hash))
         count("TokensIssued", caller_kind=str(caller.kind))
         body = {
             "token": secret.value,

@@ -66,11 +66,10 @@ def build(settings: Settings) -> Services:
     records = CallRecords(dynamodb, settings.table_name)
     ender = CallEnder(secrets, records, hangups(openai))
     return Services(
-        calls=CallDesk(policy, admission, secrets, limiter, backend, records,
+        calls=CallDesk(policy, admission, limiter, backend, records,
                        LeashClock(stepfunctions, settings.state_machine_arn), ender,
                        max_call_seconds=settings.max_call_seconds),
-        vendor=TokenVendor(policy, admission, secrets, limiter, Spend.token(settings.limits), openai,
-                           settings.realtime_url),
+        vendor=TokenVendor(policy, admission, limiter, Spend.token(settings.limits), openai, settings.realtime_url),
         options=PublicOptions(settings),
         dynamodb=dynamodb,
         secretsmanager=secretsmanager,

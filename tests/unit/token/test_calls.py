@@ -35,8 +35,8 @@ class Desk:
         self.records, self.leash, self.clock = Records(), LeashClock(), Clock()
         ender = CallEnder(self.secrets, self.records, {"realtime": self.backend}, clock=self.clock)  # type: ignore
         admission = Admission(self.secrets, self.limiter, allow_anonymous=True)  # type: ignore[arg-type]
-        self.desk = CallDesk(SessionPolicy(SETTINGS), admission, self.secrets, self.limiter,  # type: ignore
-                             self.backend, self.records, self.leash, ender,  # type: ignore[arg-type]
+        self.desk = CallDesk(SessionPolicy(SETTINGS), admission, self.limiter, self.backend,  # type: ignore
+                             self.records, self.leash, ender,  # type: ignore[arg-type]
                              max_call_seconds=SETTINGS.max_call_seconds, clock=self.clock)
 
     def start(self, sdp: str = OFFER, voice: str | None = None, preset: str | None = None) -> dict:

@@ -26,7 +26,7 @@ FACTS = RequestFacts(authorization=None, source_ip="203.0.113.9")
 
 def vendor(secrets: Secrets, limiter: Limiter, openai: OpenAI) -> TokenVendor:
     admission = Admission(secrets, limiter, allow_anonymous=True)  # type: ignore[arg-type]
-    return TokenVendor(SessionPolicy(SETTINGS), admission, secrets, limiter,  # type: ignore[arg-type]
+    return TokenVendor(SessionPolicy(SETTINGS), admission, limiter,  # type: ignore[arg-type]
                        Spend.token(SETTINGS.limits), openai, SETTINGS.realtime_url)  # type: ignore[arg-type]
 
 
