@@ -545,16 +545,3 @@ def test_the_response_url_signature_is_never_logged(
 )
 def test_content_type_for(key: str, content_type: str) -> None:
     assert deployer.content_type_for(key) == content_type
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Packaging
-
-
-def test_the_packaged_site_is_the_web_folder(monkeypatch: pytest.MonkeyPatch) -> None:
-    # `sam build` copies functions/site_deployer/ (CodeUri) and follows the site -> ../../web symlink.
-    monkeypatch.delenv("SITE_DIR", raising=False)
-    repo = Path(__file__).resolve().parents[3]
-
-    assert deployer.site_directory() == repo / "functions" / "site_deployer" / "site"
-    assert deployer.site_directory().resolve() == repo / "web"

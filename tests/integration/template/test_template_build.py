@@ -73,6 +73,14 @@ def test_sam_build_for_arm64_packages_arm64_binaries(tmp_path: Path) -> None:
     binaries = list((tmp_path / "build" / "TokenFunction").rglob("*.so"))
     assert binaries and all("aarch64" in b.name or "x86_64" not in b.name for b in binaries)
     assert (tmp_path / "build" / "SiteDeployerFunction" / "deployer.py").is_file()
+    # One package, two handlers: the leash function gets the same code as the API's.
+    assert (tmp_path / "build" / "LeashFunction" / "leash.py").is_file()
+    assert (tmp_path / "build" / "LeashFunction" / "tokenvend" / "call_ending.py").is_file()
+    # The page goes into the deployer's package through the site -> ../../web link: every file of web/, as it is.
+    site = tmp_path / "build" / "SiteDeployerFunction" / "site"
+    web = {p.relative_to(ROOT / "web"): p.read_bytes() for p in (ROOT / "web").rglob("*") if p.is_file()}
+    packaged = {p.relative_to(site): p.read_bytes() for p in site.rglob("*") if p.is_file()}
+    assert packaged == web and len(web) >= 5
 
 
 def test_built_handler_imports_with_only_its_package_and_the_runtime(x86_build: Path, tmp_path: Path) -> None:
