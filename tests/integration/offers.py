@@ -4,6 +4,7 @@ data channel, ICE candidates gathered."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from aiortc import RTCConfiguration, RTCPeerConnection
 
@@ -20,4 +21,6 @@ async def make_offer_async() -> str:
 
 
 def make_offer() -> str:
-    return asyncio.run(make_offer_async())
+    """From sync code, even when the calling thread already runs an event loop (a thread of its own runs this one)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, make_offer_async()).result(timeout=30)

@@ -146,7 +146,14 @@ def test_openapi_document_describes_every_route_and_the_error_shape(token_api: T
     assert response.status == 200
     doc = body_of(response)
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {"/token", "/options", "/health"}
+    assert set(doc["paths"]) == {"/calls", "/calls/{call_id}/hangup", "/token", "/options", "/health"}
+    calls = doc["paths"]["/calls"]["post"]
+    assert {"201", "400", "413", "429", "503"} <= set(calls["responses"]) and "422" not in calls["responses"]
+    call_schema = doc["components"]["schemas"]["CallRequest"]
+    assert call_schema["required"] == ["sdp"] and call_schema["additionalProperties"] is False
+    assert "v=0" in call_schema["properties"]["sdp"]["pattern"]
+    assert doc["components"]["schemas"]["CallResponse"]["required"] == [
+        "call_id", "sdp", "ends_at", "max_seconds", "hangup_token", "session"]
     token = doc["paths"]["/token"]["post"]
     request_schema = token["requestBody"]["content"]["application/json"]["schema"]
     assert "TokenRequest" in json.dumps(request_schema)

@@ -20,7 +20,7 @@ from tokenvend import table
 from tokenvend.api_keys import ApiKeyLookup, ApiKeyStore
 from tokenvend.caller import Caller, CallerKind
 from tokenvend.errors import ApiError, Code
-from tokenvend.limiter import Limiter
+from tokenvend.limiter import Grant, Limiter, Spend
 from tokenvend.settings import LimitSettings
 
 DAY = datetime(2030, 5, 17, tzinfo=UTC)
@@ -39,13 +39,18 @@ class Clock:
 
 def limits(**overrides: Any) -> LimitSettings:
     values = {"anonymous_burst": 3, "anonymous_rate_per_hour": 0.001, "api_key_burst": 5,
-              "api_key_rate_per_hour": 0.001, "global_daily_limit": 5, "allow_anonymous": True,
-              "issuing_paused": False} | overrides
+              "api_key_rate_per_hour": 0.001, "global_daily_limit": 5, "daily_call_seconds": 3600,
+              "allow_anonymous": True, "issuing_paused": False} | overrides
     return LimitSettings(**values)
 
 
 def make_limiter(client: Any, stack: LocalStack, settings: LimitSettings, clock: Any) -> Limiter:
     return Limiter(client, stack.table_name, settings, ApiKeyLookup(ApiKeyStore(client, stack.table_name)), clock)
+
+
+def take(limiter: Limiter, caller: Caller) -> Grant:
+    """One token's worth: the token route's spend under that limiter's day cap."""
+    return limiter.acquire(caller, Spend.token(limiter.limits))
 
 
 def anon(name: str) -> Caller:
@@ -66,7 +71,7 @@ def tat_of(client: Any, stack: LocalStack, caller: Caller) -> int | None:
 
 def refused(limiter: Limiter, caller: Caller) -> ApiError:
     with pytest.raises(ApiError) as caught:
-        limiter.acquire(caller)
+        take(limiter, caller)
     return caught.value
 
 
@@ -88,7 +93,7 @@ def closed_port_url() -> str:
 def test_global_cap_is_exact_and_rolls_over_at_utc_midnight(stack: LocalStack, dynamodb: Any) -> None:
     clock = Clock(DAY + timedelta(hours=23, minutes=59, seconds=50))
     limiter = make_limiter(dynamodb, stack, limits(global_daily_limit=5, anonymous_burst=2), clock)
-    granted = [limiter.acquire(anon(str(i // 2))) for i in range(5)]  # callers 0, 0, 1, 1, 2
+    granted = [take(limiter, anon(str(i // 2))) for i in range(5)]  # callers 0, 0, 1, 1, 2
     assert {g.day for g in granted} == {"2030-05-17"}
     assert day_count(dynamodb, stack, "2030-05-17") == 5
 
@@ -98,7 +103,7 @@ def test_global_cap_is_exact_and_rolls_over_at_utc_midnight(stack: LocalStack, d
     assert day_count(dynamodb, stack, "2030-05-17") == 5
 
     clock.set(DAY + timedelta(days=1, seconds=1))
-    grant = limiter.acquire(anon("2"))
+    grant = take(limiter, anon("2"))
     assert grant.day == "2030-05-18"
     assert day_count(dynamodb, stack, "2030-05-18") == 1
     assert day_count(dynamodb, stack, "2030-05-17") == 5
@@ -110,8 +115,8 @@ def test_global_cap_is_exact_and_rolls_over_at_utc_midnight(stack: LocalStack, d
 def test_a_request_refused_by_the_global_cap_is_not_charged_to_the_caller(stack: LocalStack, dynamodb: Any) -> None:
     clock = Clock(DAY + timedelta(hours=12))
     limiter = make_limiter(dynamodb, stack, limits(global_daily_limit=2, anonymous_burst=3), clock)
-    limiter.acquire(anon("a"))
-    limiter.acquire(anon("a"))
+    take(limiter, anon("a"))
+    take(limiter, anon("a"))
     for _ in range(4):
         assert refused(limiter, anon("b")).code == Code.DAILY_BUDGET_EXHAUSTED
     assert tat_of(dynamodb, stack, anon("b")) is None, "the refused caller's bucket was never written"
@@ -119,7 +124,7 @@ def test_a_request_refused_by_the_global_cap_is_not_charged_to_the_caller(stack:
 
     clock.set(DAY + timedelta(days=1, hours=1))  # a new day, and no refill at 0.001/h: only the burst counts
     fresh = make_limiter(dynamodb, stack, limits(global_daily_limit=2, anonymous_burst=3), clock)
-    assert [fresh.acquire(anon("b")).decision.remaining for _ in range(2)] == [2, 1]
+    assert [take(fresh, anon("b")).decision.remaining for _ in range(2)] == [2, 1]
 
 
 def test_a_zero_global_limit_issues_nothing(stack: LocalStack, dynamodb: Any) -> None:
@@ -131,8 +136,8 @@ def test_a_zero_global_limit_issues_nothing(stack: LocalStack, dynamodb: Any) ->
 def test_release_gives_back_to_both_budgets(stack: LocalStack, dynamodb: Any) -> None:
     clock = Clock(DAY + timedelta(hours=3))
     limiter = make_limiter(dynamodb, stack, limits(global_daily_limit=3, anonymous_burst=2), clock)
-    first = limiter.acquire(anon("a"))
-    second = limiter.acquire(anon("a"))
+    first = take(limiter, anon("a"))
+    second = take(limiter, anon("a"))
     assert day_count(dynamodb, stack, "2030-05-17") == 2
     assert refused(limiter, anon("a")).code == Code.RATE_LIMITED
 
@@ -141,8 +146,8 @@ def test_release_gives_back_to_both_budgets(stack: LocalStack, dynamodb: Any) ->
     assert day_count(dynamodb, stack, "2030-05-17") == 0
     assert tat_of(dynamodb, stack, anon("a")) == int(clock() * 1000)  # back to a full bucket
     # Both slots and the global budget are back: the full burst again, then the global cap of 3 binds.
-    assert [limiter.acquire(anon("a")).decision.allowed for _ in range(2)] == [True, True]
-    limiter.acquire(anon("b"))
+    assert [take(limiter, anon("a")).decision.allowed for _ in range(2)] == [True, True]
+    take(limiter, anon("b"))
     assert refused(limiter, anon("c")).code == Code.DAILY_BUDGET_EXHAUSTED
 
 
@@ -150,11 +155,11 @@ def test_release_by_another_container_works_from_a_stale_hint(stack: LocalStack,
     clock = Clock(DAY + timedelta(hours=3))
     one = make_limiter(dynamodb, stack, limits(anonymous_burst=2), clock)
     two = make_limiter(dynamodb, stack, limits(anonymous_burst=2), clock)
-    grant = one.acquire(anon("a"))
-    two.acquire(anon("a"))  # two has no hint: its first guess (a full bucket) is wrong, then right
+    grant = take(one, anon("a"))
+    take(two, anon("a"))  # two has no hint: its first guess (a full bucket) is wrong, then right
     assert refused(one, anon("a")).code == Code.RATE_LIMITED  # one's hint is stale: it reads and refuses
     one.release(grant)
-    assert two.acquire(anon("a")).decision.allowed  # two's hint is stale the other way: a read
+    assert take(two, anon("a")).decision.allowed  # two's hint is stale the other way: a read
     assert refused(two, anon("a")).code == Code.RATE_LIMITED
 
 
@@ -162,13 +167,13 @@ def test_release_by_another_container_works_from_a_stale_hint(stack: LocalStack,
 
 def test_kill_switch_item_stops_issuing_at_once(stack: LocalStack, dynamodb: Any) -> None:
     limiter = make_limiter(dynamodb, stack, limits(), Clock(DAY))
-    limiter.acquire(anon("a"))
+    take(limiter, anon("a"))
     dynamodb.put_item(TableName=stack.table_name, Item={"pk": {"S": "control"}, "paused": {"BOOL": True}})
     error = refused(limiter, anon("a"))
     assert (error.status, error.code, error.headers["Retry-After"]) == (503, Code.ISSUING_PAUSED, "60")
     assert day_count(dynamodb, stack, "2030-05-17") == 1
     dynamodb.put_item(TableName=stack.table_name, Item={"pk": {"S": "control"}, "paused": {"BOOL": False}})
-    assert limiter.acquire(anon("a")).decision.remaining == 1
+    assert take(limiter, anon("a")).decision.remaining == 1
 
 
 def test_kill_switch_through_the_handler(token_api: TokenApi) -> None:
