@@ -11,6 +11,7 @@ environment, each state machine's definition and each schedule's expression and 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -51,6 +52,12 @@ _CfnLoader.add_multi_constructor("!", _construct_tag)
 
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    # Parsed once per version of the file: the test suite provisions hundreds of stacks from it.
+    return copy.deepcopy(_parse(path, path.stat().st_mtime_ns))
+
+
+@functools.cache
+def _parse(path: Path, _version: int) -> dict[str, Any]:
     return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
 
 
@@ -74,6 +81,17 @@ def code_dirs(template: dict[str, Any], template_path: Path = TEMPLATE) -> dict[
 
 
 def translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """The template as CloudFormation sees it after the SAM transform (remembered per template and parameters)."""
+    key = json.dumps([template, parameters], sort_keys=True, default=str)
+    if key not in _TRANSLATED:
+        _TRANSLATED[key] = _translate(template, parameters)
+    return copy.deepcopy(_TRANSLATED[key])
+
+
+_TRANSLATED: dict[str, dict[str, Any]] = {}
+
+
+def _translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
     template = copy.deepcopy(template)
     for resource in template.get("Resources", {}).values():
         code_uri = resource.get("Properties", {}).get("CodeUri")

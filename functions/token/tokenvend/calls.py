@@ -148,10 +148,11 @@ class CallDesk:
         credited = 0
         if record.state is CallState.ACTIVE:
             self._ender.hang_up(record)
-            now = int(self._clock())
-            if self._records.end(call_id, by="caller", at=now):
+            now = self._clock()
+            if self._records.end(call_id, by="caller", at=int(now)):
                 self._leash.stop(call_id)
-                credited = min(record.reserved_seconds, max(0, record.ends_at - now))
+                # Whole seconds not yet used, rounded down: never more than the call could still have had.
+                credited = min(record.reserved_seconds, max(0, math.floor(record.ends_at - now)))
                 if not self._limiter.credit(record.day, credited):
                     credited = 0
                 count("CallsEnded", by="caller")
