@@ -7,6 +7,7 @@ The figures every test records go to `test-artifacts/security-figures.json` (one
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -46,8 +47,10 @@ def masked_fragment(key: str) -> str:
 
 def record_figures(section: str, **values: Any) -> None:
     """Merge one test's figures into the figures file, with when and how they were produced."""
-    with _figures_lock:
-        FIGURES_PATH.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES_PATH.parent.mkdir(parents=True, exist_ok=True)
+    # Tests of this suite may run in two worker processes at once: one writer at a time, across processes too.
+    with _figures_lock, open(FIGURES_PATH.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             data = json.loads(FIGURES_PATH.read_text())
         except (OSError, ValueError):
