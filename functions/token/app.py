@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tokenvend import routes, wiring
+from tokenvend import metric_names, routes, wiring
 from tokenvend.admission import RequestFacts
 from tokenvend.errors import ApiError, Code, invalid_request
 from tokenvend.observability import count, logger, metrics, tracer
@@ -163,7 +163,7 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str]) -> Respons
 
 def error_response(error: ApiError) -> Response:
     if error.status in DENIALS or error.code in (Code.ISSUING_PAUSED, Code.LIMITER_UNAVAILABLE):
-        count("Denied", reason=str(error.code))
+        count(metric_names.DENIED, reason=str(error.code))
     logger.append_keys(decision=str(error.code))
     return Response(error.status, content_types.APPLICATION_JSON, error.body(), {**NO_STORE, **error.headers})
 

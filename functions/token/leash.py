@@ -13,7 +13,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tokenvend import wiring
-from tokenvend.observability import count, logger, metrics
+from tokenvend.metric_names import LEASH_FAILURES, tally
+from tokenvend.observability import logger, metrics
 from tokenvend.settings import LeashSettings
 
 services = wiring.build_leash(LeashSettings.from_env())
@@ -34,7 +35,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     try:
         outcome = services.ender.end(call_id, by="leash")
     except Exception:
-        count("LeashFailures", stage="timer")
+        tally(LEASH_FAILURES, stage="timer")
         logger.exception("could not end the call; the timer will retry")
         raise
     logger.info("leash", extra={"outcome": outcome})

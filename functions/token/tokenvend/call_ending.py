@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 
 from tokenvend.backends import CallHangup
 from tokenvend.call_records import CallRecord, CallRecords, CallState
-from tokenvend.observability import count, latency, logger
+from tokenvend.metric_names import CALLS_ENDED, LEASH_FAILURES, UPSTREAM_LATENCY, tally
+from tokenvend.observability import latency, logger
 from tokenvend.secret_store import SecretStore
 from tokenvend.upstream import with_key_refresh
 
@@ -34,7 +35,7 @@ class CallEnder:
         hangup = self._hangups[record.backend]
         timed = with_key_refresh(self._secrets, self._secrets.openai_key(),
                                  lambda key: hangup.hang_up(key, record.call_id))
-        latency("UpstreamLatency", timed.latency_ms)
+        latency(UPSTREAM_LATENCY, timed.latency_ms)
         return timed.value
 
     def end(self, call_id: str, *, by: str) -> str:
@@ -47,7 +48,7 @@ class CallEnder:
             return "already_ended"
         live = self.hang_up(record)
         self._records.end(call_id, by=by, at=int(self._clock()))
-        count("CallsEnded", by=by)
+        tally(CALLS_ENDED, by=by)
         return "hung_up" if live else "already_gone"
 
     def sweep(self) -> dict[str, int]:
@@ -59,6 +60,6 @@ class CallEnder:
                 self.end(record.call_id, by="sweeper")
             except Exception:
                 failed += 1
-                count("LeashFailures", stage="sweeper")
+                tally(LEASH_FAILURES, stage="sweeper")
                 logger.exception("the sweeper could not end a call", extra={"call_id": record.call_id})
         return {"due": len(due), "failed": failed}

@@ -27,7 +27,17 @@ from tokenvend.call_records import CallRecord, CallRecords, CallState
 from tokenvend.errors import ApiError, Code, invalid_request
 from tokenvend.leash_clock import LeashClock, LeashUnavailable
 from tokenvend.limiter import Grant, Limiter, Spend
-from tokenvend.observability import count, latency, logger
+from tokenvend.metric_names import (
+    CALL_SECONDS_CREDITED,
+    CALL_SECONDS_RESERVED,
+    CALLS_ENDED,
+    CALLS_STARTED,
+    LEASH_FAILURES,
+    UPSTREAM_LATENCY,
+    seconds,
+    tally,
+)
+from tokenvend.observability import latency, logger
 from tokenvend.openai_client import FailureKind, UpstreamFailure
 from tokenvend.policy import SessionChoice, SessionPolicy
 from tokenvend.vending import Answer
@@ -83,7 +93,8 @@ class CallDesk:
                                 reserved_seconds=self._spend.amount, day=grant.day,
                                 hangup_token_sha256=sha256(hangup_token))
             self._leash_or_abandon(record, grant)
-        count("CallsStarted", caller_kind=str(caller.kind), backend=self._backend.name)
+        tally(CALLS_STARTED, caller_kind=str(caller.kind), backend=self._backend.name)
+        seconds(CALL_SECONDS_RESERVED, record.reserved_seconds)
         logger.append_keys(call_id=record.call_id)
         body = {
             "call_id": record.call_id,
@@ -104,7 +115,7 @@ class CallDesk:
                 logger.info("OpenAI refused the offer", extra={"upstream": failure.detail})
                 raise invalid_request("sdp: OpenAI could not use this offer.") from None
             raise
-        latency("UpstreamLatency", timed.latency_ms)
+        latency(UPSTREAM_LATENCY, timed.latency_ms)
         return timed.value
 
     def _leash_or_abandon(self, record: CallRecord, grant: Grant) -> None:
@@ -114,7 +125,7 @@ class CallDesk:
             recorded = True
             self._leash.start(record.call_id, record.ends_at)
         except (ApiError, LeashUnavailable) as exc:
-            count("LeashFailures", stage="start")
+            tally(LEASH_FAILURES, stage="start")
             logger.error("the call could not be leashed; hanging it up", extra={"error": str(exc)})
             self._abandon(record, grant, recorded)
             raise ApiError(503, Code.LEASH_UNAVAILABLE,
@@ -126,7 +137,7 @@ class CallDesk:
             self._ender.hang_up(record)
         except Exception:
             # Still running at OpenAI: keep the reservation, and the record if there is one (the sweeper ends it).
-            count("LeashFailures", stage="abandon")
+            tally(LEASH_FAILURES, stage="abandon")
             logger.exception("could not hang up an unleashed call", extra={"call_id": record.call_id})
             return
         if recorded:
@@ -155,6 +166,7 @@ class CallDesk:
                 credited = min(record.reserved_seconds, max(0, math.floor(record.ends_at - now)))
                 if not self._limiter.credit(record.day, credited):
                     credited = 0
-                count("CallsEnded", by="caller")
+                tally(CALLS_ENDED, by="caller")
+                seconds(CALL_SECONDS_CREDITED, credited)
         return Answer({"call_id": call_id, "state": str(CallState.ENDED), "credited_seconds": credited},
                       {"Cache-Control": "no-store"})

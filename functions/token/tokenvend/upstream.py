@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tokenvend.errors import ApiError, Code
-from tokenvend.observability import count, latency, logger
+from tokenvend.metric_names import UPSTREAM_ERRORS, UPSTREAM_LATENCY, tally
+from tokenvend.observability import latency, logger
 from tokenvend.openai_client import FailureKind, UpstreamFailure
 from tokenvend.secret_store import SecretStore
 
@@ -29,7 +30,7 @@ def with_key_refresh[T](secrets: SecretStore, api_key: str, call: Callable[[str]
     try:
         return call(api_key)
     except UpstreamFailure as failure:
-        latency("UpstreamLatency", failure.latency_ms)
+        latency(UPSTREAM_LATENCY, failure.latency_ms)
         if failure.kind is not FailureKind.AUTH:
             raise as_api_error(failure) from None
         # The cached key may have been rotated: read the secret afresh and try once more.
@@ -37,13 +38,13 @@ def with_key_refresh[T](secrets: SecretStore, api_key: str, call: Callable[[str]
     try:
         return call(secrets.refresh_openai_key())
     except UpstreamFailure as failure:
-        latency("UpstreamLatency", failure.latency_ms)
+        latency(UPSTREAM_LATENCY, failure.latency_ms)
         raise as_api_error(failure) from None
 
 
 def as_api_error(failure: UpstreamFailure) -> ApiError:
     status, code, message = _ANSWERS[failure.kind]
-    count("UpstreamErrors", kind=str(failure.kind))
+    tally(UPSTREAM_ERRORS, kind=str(failure.kind))
     logger.error("OpenAI call failed", extra={"upstream_kind": str(failure.kind), "upstream": failure.detail})
     headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
     return ApiError(status, code, message, headers)

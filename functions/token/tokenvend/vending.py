@@ -10,7 +10,8 @@ from typing import Any
 
 from tokenvend.admission import Admission, RequestFacts
 from tokenvend.limiter import Limiter, Spend
-from tokenvend.observability import count, latency
+from tokenvend.metric_names import TOKENS_ISSUED, UPSTREAM_LATENCY, tally
+from tokenvend.observability import latency
 from tokenvend.openai_client import ClientSecret, OpenAIClient
 from tokenvend.policy import SessionChoice, SessionPolicy
 
@@ -39,7 +40,7 @@ class TokenVendor:
         with self._admission.allowance_on_error(caller):
             secret, grant = self._admission.create_metered(caller, self._spend,
                                                            lambda key: self._mint(key, choice, caller.hash))
-        count("TokensIssued", caller_kind=str(caller.kind))
+        tally(TOKENS_ISSUED, caller_kind=str(caller.kind))
         body = {
             "token": secret.value,
             "expires_at": secret.expires_at,
@@ -51,5 +52,5 @@ class TokenVendor:
     def _mint(self, api_key: str, choice: SessionChoice, safety_identifier: str) -> ClientSecret:
         timed = self._openai.create_client_secret(api_key, self._policy.client_secret_request(choice),
                                                   safety_identifier)
-        latency("UpstreamLatency", timed.latency_ms)
+        latency(UPSTREAM_LATENCY, timed.latency_ms)
         return timed.value

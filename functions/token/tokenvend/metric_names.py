@@ -1,0 +1,58 @@
+"""The metrics both functions emit, named once: the template's alarms and dashboard read these same names,
+namespace and dimensions (a test holds the two together).
+
+CloudWatch matches a metric by its exact set of dimensions: an alarm on `service` alone sees nothing of a datapoint
+emitted with `service` and `kind`. So each count an alarm watches is emitted twice: once with its detail (for the
+dashboard's breakdowns) and once with `service` alone (what the alarm names).
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from tokenvend.observability import count, metrics
+
+NAMESPACE = "RealtimeTokenVend"
+SERVICE_API = "token-vend"  # POWERTOOLS_SERVICE_NAME of the API's function
+SERVICE_LEASH = "leash"  # ... and of the leash function
+
+TOKENS_ISSUED = "TokensIssued"
+CALLS_STARTED = "CallsStarted"
+CALLS_ENDED = "CallsEnded"
+LEASH_FAILURES = "LeashFailures"
+UPSTREAM_ERRORS = "UpstreamErrors"
+DENIED = "Denied"
+UPSTREAM_LATENCY = "UpstreamLatency"
+# What a call takes from the day's minutes when it starts (its limit plus the leash's slack), and what an early
+# hangup gives back: their difference is what the day's counter holds, which the spend alarm compares to the cap.
+CALL_SECONDS_RESERVED = "CallSecondsReserved"
+CALL_SECONDS_CREDITED = "CallSecondsCredited"
+
+# Counts an alarm watches: each is also emitted with `service` alone.
+ALARMED_COUNTS = frozenset({TOKENS_ISSUED, LEASH_FAILURES, UPSTREAM_ERRORS})
+# Denied is emitted with `service` and `reason` (an error code); the denial alarm names these two reasons.
+DENIAL_REASONS_ALARMED = ("rate_limited", "origin_not_allowed")
+# Which function emits which alarmed metric: an alarm sums it over these services.
+EMITTED_BY: dict[str, tuple[str, ...]] = {
+    TOKENS_ISSUED: (SERVICE_API,),
+    CALLS_STARTED: (SERVICE_API,),
+    CALLS_ENDED: (SERVICE_API, SERVICE_LEASH),
+    LEASH_FAILURES: (SERVICE_API, SERVICE_LEASH),
+    UPSTREAM_ERRORS: (SERVICE_API, SERVICE_LEASH),
+    DENIED: (SERVICE_API,),
+    UPSTREAM_LATENCY: (SERVICE_API, SERVICE_LEASH),
+    CALL_SECONDS_RESERVED: (SERVICE_API,),
+    CALL_SECONDS_CREDITED: (SERVICE_API,),
+}
+
+
+def tally(name: str, **detail: str) -> None:
+    """Count one event with its detail; an alarmed count once more with `service` alone."""
+    count(name, **detail)
+    if name in ALARMED_COUNTS and detail:
+        count(name)
+
+
+def seconds(name: str, value: int) -> None:
+    """A number of seconds with `service` alone, flushed with the invocation's other metrics."""
+    metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)
