@@ -41,6 +41,10 @@ def validate(values: dict[str, str], declared: dict[str, dict[str, Any]]) -> Non
 
 
 def _problem(value: str, spec: dict[str, Any]) -> str | None:
+    if spec.get("Type") == "CommaDelimitedList":  # CloudFormation checks each item of the list
+        item_spec = {k: v for k, v in spec.items() if k in ("AllowedValues", "AllowedPattern")}
+        return next((f"{item!r}: {problem}" for item in value.split(",")
+                     if (problem := _problem(item, item_spec))), None)
     allowed = spec.get("AllowedValues")
     if allowed is not None and value not in [str(a) for a in allowed]:
         return f"must be one of {', '.join(str(a) for a in allowed)}"

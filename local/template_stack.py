@@ -165,13 +165,17 @@ class _Resolver:
         self.types = {logical: r["Type"] for logical, r in translated.get("Resources", {}).items()}
         self.params = {**{k: str(v.get("Default", "")) for k, v in translated.get("Parameters", {}).items()},
                        **parameters}
+        # A CommaDelimitedList parameter's Ref is a list (the template joins it where it wants a string).
+        self.lists = {k for k, v in translated.get("Parameters", {}).items() if v.get("Type") == "CommaDelimitedList"}
         self.physical = physical
         self.pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID, "AWS::StackName": stack_name,
                        "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com",
                        "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{stack_name}/local"}
         self.conditions = translated.get("Conditions", {})
 
-    def ref(self, name: str) -> str:
+    def ref(self, name: str) -> Any:
+        if name in self.lists:
+            return self.params[name].split(",")
         for table in (self.pseudo, self.params, self.physical):
             if name in table:
                 return table[name]
@@ -339,6 +343,9 @@ def template_function_env() -> dict[str, str]:
     for name, value in template["Resources"]["TokenFunction"]["Properties"]["Environment"]["Variables"].items():
         if isinstance(value, dict) and "Ref" in value and value["Ref"] in defaults:
             env[name] = defaults[value["Ref"]]
+        elif isinstance(value, dict) and (joined := value.get("Fn::Join")) and isinstance(joined[1], dict) \
+                and joined[1].get("Ref") in defaults:
+            env[name] = defaults[joined[1]["Ref"]]  # a list parameter: its default is already comma-joined
         elif isinstance(value, str):
             env[name] = value
         else:
