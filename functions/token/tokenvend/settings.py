@@ -20,6 +20,24 @@ NOISE_REDUCTION_TYPES = ("near_field", "far_field", "none")
 TOKEN_TTL_RANGE = (10, 600)  # our policy; OpenAI allows up to 7200, but a short TTL is the only lever on reuse
 MAX_CALL_SECONDS_RANGE = (10, 3600)  # OpenAI ends a session at 60 minutes anyway
 DAILY_CALL_MINUTES_RANGE = (0, 1_000_000)
+BURST_RANGE = (1, 10_000)
+RATE_PER_HOUR_RANGE = (0.001, 1_000_000)  # above zero: a bucket that never refills would lock a caller out for good
+# Every numeric variable's bounds, inclusive. template.yaml's MinValue/MaxValue for the parameter behind each (all
+# but the timeout have one) are the same numbers (tests/unit/token/test_settings.py reads both), so what the deploy
+# accepts, a cold start accepts.
+RANGES: dict[str, tuple[float, float]] = {
+    "OPENAI_TIMEOUT_SECONDS": (0.1, 25),
+    "SECRET_CACHE_SECONDS": (0, 3600),
+    "MAX_OUTPUT_TOKENS": (1, 4096),
+    "TOKEN_TTL_SECONDS": TOKEN_TTL_RANGE,
+    "MAX_CALL_SECONDS": MAX_CALL_SECONDS_RANGE,
+    "DAILY_CALL_MINUTES": DAILY_CALL_MINUTES_RANGE,
+    "ANONYMOUS_BURST": BURST_RANGE,
+    "API_KEY_BURST": BURST_RANGE,
+    "ANONYMOUS_RATE_PER_HOUR": RATE_PER_HOUR_RANGE,
+    "API_KEY_RATE_PER_HOUR": RATE_PER_HOUR_RANGE,
+    "GLOBAL_DAILY_LIMIT": (0, 10_000_000),
+}
 PRESET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 VOICE_BACKENDS = ("realtime", "live")
 LIVE_MODEL = re.compile(r"^gpt-live-[0-9][a-z0-9.-]{0,30}$")
@@ -110,7 +128,8 @@ class _Env:
     def optional(self, name: str) -> str | None:
         return self._env.get(name, "").strip() or None
 
-    def int(self, name: str, default: int, low: int, high: int) -> int:
+    def int(self, name: str, default: int) -> int:
+        low, high = RANGES[name]
         raw = self.str(name, str(default))
         try:
             value = int(raw)
@@ -120,7 +139,8 @@ class _Env:
             raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
         return value
 
-    def float(self, name: str, default: float, low: float, high: float) -> float:
+    def float(self, name: str, default: float) -> float:
+        low, high = RANGES[name]
         raw = self.str(name, str(default))
         try:
             value = float(raw)
@@ -177,11 +197,11 @@ def _parse(env: _Env) -> Settings:
     max_output = env.str("MAX_OUTPUT_TOKENS", "inf")
     return Settings(
         openai_base_url=_parse_base_url(env.str("OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL)),
-        openai_timeout_seconds=env.float("OPENAI_TIMEOUT_SECONDS", 10, 0.1, 25),
+        openai_timeout_seconds=env.float("OPENAI_TIMEOUT_SECONDS", 10),
         openai_secret_id=env.str("OPENAI_SECRET_ARN"),
         hash_salt_secret_id=env.str("HASH_SALT_SECRET_ARN"),
         table_name=env.str("TABLE_NAME"),
-        secret_cache_seconds=env.int("SECRET_CACHE_SECONDS", 300, 0, 3600),
+        secret_cache_seconds=env.int("SECRET_CACHE_SECONDS", 300),
         model=env.str("REALTIME_MODEL", "gpt-realtime-2.1"),
         voices=voices,
         default_voice=default_voice,
@@ -190,21 +210,21 @@ def _parse(env: _Env) -> Settings:
         transcription_model=None if transcription == "none" else transcription,
         turn_detection=None if turn_detection == "none" else turn_detection,
         noise_reduction=None if noise_reduction == "none" else noise_reduction,
-        max_output_tokens=None if max_output == "inf" else env.int("MAX_OUTPUT_TOKENS", 0, 1, 4096),
-        token_ttl_seconds=env.int("TOKEN_TTL_SECONDS", 60, *TOKEN_TTL_RANGE),
-        max_call_seconds=env.int("MAX_CALL_SECONDS", 300, *MAX_CALL_SECONDS_RANGE),
+        max_output_tokens=None if max_output == "inf" else env.int("MAX_OUTPUT_TOKENS", 0),
+        token_ttl_seconds=env.int("TOKEN_TTL_SECONDS", 60),
+        max_call_seconds=env.int("MAX_CALL_SECONDS", 300),
         enable_token_route=env.bool("ENABLE_TOKEN_ROUTE", False),
         voice_backend=env.choice("VOICE_BACKEND", "realtime", VOICE_BACKENDS),
         live_model=env.pattern("LIVE_MODEL", "gpt-live-1.1", LIVE_MODEL),
         state_machine_arn=env.optional("STATE_MACHINE_ARN"),
         allowed_origins=_parse_origins(env.str("ALLOWED_ORIGINS", "none")),
         limits=LimitSettings(
-            anonymous_burst=env.int("ANONYMOUS_BURST", 3, 1, 10_000),
-            anonymous_rate_per_hour=env.float("ANONYMOUS_RATE_PER_HOUR", 10, 0.001, 1_000_000),
-            api_key_burst=env.int("API_KEY_BURST", 20, 1, 10_000),
-            api_key_rate_per_hour=env.float("API_KEY_RATE_PER_HOUR", 120, 0.001, 1_000_000),
-            global_daily_limit=env.int("GLOBAL_DAILY_LIMIT", 500, 0, 10_000_000),
-            daily_call_seconds=60 * env.int("DAILY_CALL_MINUTES", 60, *DAILY_CALL_MINUTES_RANGE),
+            anonymous_burst=env.int("ANONYMOUS_BURST", 3),
+            anonymous_rate_per_hour=env.float("ANONYMOUS_RATE_PER_HOUR", 10),
+            api_key_burst=env.int("API_KEY_BURST", 20),
+            api_key_rate_per_hour=env.float("API_KEY_RATE_PER_HOUR", 120),
+            global_daily_limit=env.int("GLOBAL_DAILY_LIMIT", 500),
+            daily_call_seconds=60 * env.int("DAILY_CALL_MINUTES", 60),
             allow_anonymous=env.bool("ALLOW_ANONYMOUS", True),
             issuing_paused=env.bool("ISSUING_PAUSED", False),
         ),
@@ -261,8 +281,8 @@ class LeashSettings:
         e = _Env(os.environ if env is None else env)
         return cls(
             openai_base_url=_parse_base_url(e.str("OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL)),
-            openai_timeout_seconds=e.float("OPENAI_TIMEOUT_SECONDS", 10, 0.1, 25),
+            openai_timeout_seconds=e.float("OPENAI_TIMEOUT_SECONDS", 10),
             openai_secret_id=e.str("OPENAI_SECRET_ARN"),
             table_name=e.str("TABLE_NAME"),
-            secret_cache_seconds=e.int("SECRET_CACHE_SECONDS", 300, 0, 3600),
+            secret_cache_seconds=e.int("SECRET_CACHE_SECONDS", 300),
         )

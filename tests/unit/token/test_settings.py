@@ -4,11 +4,26 @@ SettingsError that names the variable."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from local.template_stack import template_function_env
-from tokenvend.settings import DEFAULT_OPENAI_BASE_URL, KNOWN_VOICES, Settings, SettingsError
+from deploy.rules import RuleError, check_rules
+from local.parameters import ParameterError, validate
+from local.template_stack import load_template, template_function_env
+from tokenvend.settings import (
+    DEFAULT_OPENAI_BASE_URL,
+    KNOWN_VOICES,
+    LIVE_MODEL,
+    NOISE_REDUCTION_TYPES,
+    PRESET_NAME,
+    RANGES,
+    TURN_DETECTION_TYPES,
+    VOICE_BACKENDS,
+    LeashSettings,
+    Settings,
+    SettingsError,
+)
 
 REQUIRED = {"OPENAI_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:key",
             "HASH_SALT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:salt",
@@ -165,3 +180,151 @@ def test_every_refusal_names_the_variable_the_template_sets() -> None:
                  "TRANSCRIPTION_MODEL", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
                  "POWERTOOLS_LOG_LEVEL"}
     assert set(refused) == set(env) - free_text
+
+
+# --- the template and the function agree: what a deploy accepts, a cold start accepts ----------------------------
+
+TEMPLATE = load_template()
+PARAMETERS = TEMPLATE["Parameters"]
+# What the template cannot say, and where it is checked instead.
+BEYOND_THE_TEMPLATE = {
+    "InstructionPresets": "a JSON object of presets: no CloudFormation constraint reads JSON (the rehearsal does)",
+    "DefaultPreset": "a key of InstructionPresets: Rules cannot read JSON (the rehearsal does)",
+}
+# Accepted and refused values beyond the ones each constraint gives (defaults, bounds, allowed values).
+MORE_ACCEPTED = {
+    "MaxOutputTokens": ["1", "999", "1000", "4096", "inf"],
+    "LiveModel": ["gpt-live-1", "gpt-live-2" + "a" * 30],
+    "AllowedOrigins": ["none", "http://localhost:8080", ",".join(["https://a.example"] * 23)],
+    "OpenAIBaseUrl": ["https://gateway.example:8443/openai/v1"],
+    "AllowedVoices": [",".join(KNOWN_VOICES), "marin"],
+}
+# Read by Powertools, not by the settings: the template's AllowedValues is the only check.
+NO_RULE_IN_THE_FUNCTION = {"LogLevel"}
+MORE_REFUSED = {
+    "MaxOutputTokens": ["0", "4097", "9999", "lots"],
+    "LiveModel": ["gpt-live-x", "gpt-4o"],
+    "AllowedOrigins": ["*", "https://a.example/path", "a.example"],
+    "AllowedVoices": ["marin,nova", "Marin"],
+    "DefaultVoice": ["nova"],
+}
+
+
+def _feeds(function: str) -> dict[str, str]:
+    """Parameter -> the environment variable of `function` it becomes."""
+    feeds = {}
+    for variable, value in TEMPLATE["Resources"][function]["Properties"]["Environment"]["Variables"].items():
+        if isinstance(value, dict) and "Fn::Join" in value:
+            value = value["Fn::Join"][1]
+        if isinstance(value, dict) and value.get("Ref") in PARAMETERS:
+            feeds[value["Ref"]] = variable
+    return feeds
+
+
+API_FEEDS, LEASH_FEEDS = _feeds("TokenFunction"), _feeds("LeashFunction")
+
+
+def _leash_env() -> dict[str, str]:
+    defaults = {variable: str(PARAMETERS[name]["Default"]) for name, variable in LEASH_FEEDS.items()}
+    return {**defaults, "OPENAI_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:key", "TABLE_NAME": "t"}
+
+
+def _function_refusal(name: str, value: str) -> str | None:
+    """What the functions' settings say to this parameter value (None: both accept it)."""
+    try:
+        if name in API_FEEDS:
+            Settings.from_env({**template_function_env(), API_FEEDS[name]: value})
+        if name in LEASH_FEEDS:
+            LeashSettings.from_env({**_leash_env(), LEASH_FEEDS[name]: value})
+    except SettingsError as error:
+        return str(error)
+    return None
+
+
+def _template_refusal(name: str, value: str) -> str | None:
+    try:
+        validate({name: value}, PARAMETERS)
+        check_rules(TEMPLATE, {name: value})
+    except (ParameterError, RuleError) as error:
+        return str(error)
+    return None
+
+
+def _accepted_by_constraints(name: str) -> list[str]:
+    spec = PARAMETERS[name]
+    values = [str(spec["Default"]), *MORE_ACCEPTED.get(name, [])]
+    values += [str(v) for v in spec.get("AllowedValues", []) if name != "AllowedVoices"]
+    values += [str(spec[k]) for k in ("MinValue", "MaxValue") if k in spec]
+    return values
+
+
+def _refused_by_constraints(name: str) -> list[str]:
+    spec = PARAMETERS[name]
+    values = list(MORE_REFUSED.get(name, []))
+    if "AllowedValues" in spec and spec["Type"] == "String":
+        values.append("bogus")
+    if "MinValue" in spec:
+        low = float(spec["MinValue"])
+        values.append(str(low / 2) if 0 < low < 1 else str(int(low) - 1))
+    if "MaxValue" in spec:
+        values.append(str(int(float(spec["MaxValue"])) + 1))
+    return values
+
+
+FED = sorted(set(API_FEEDS) | set(LEASH_FEEDS))
+
+
+def test_every_parameter_the_functions_read_is_checked_here() -> None:
+    assert len(FED) >= 25
+    # Every numeric one is bounded in the template exactly as in the function.
+    for name in FED:
+        variable = API_FEEDS.get(name) or LEASH_FEEDS[name]
+        if PARAMETERS[name]["Type"] == "Number" or variable in RANGES:
+            spec = PARAMETERS[name]
+            if variable == "MAX_OUTPUT_TOKENS":  # a String ("inf" or a number): its pattern says 1..4096
+                continue
+            assert (float(spec["MinValue"]), float(spec["MaxValue"])) == RANGES[variable], name
+
+
+@pytest.mark.parametrize(("name", "choices"), [
+    ("VoiceBackend", VOICE_BACKENDS), ("TurnDetection", TURN_DETECTION_TYPES),
+    ("NoiseReduction", NOISE_REDUCTION_TYPES), ("AllowedVoices", KNOWN_VOICES), ("DefaultVoice", KNOWN_VOICES),
+])
+def test_allowed_values_are_the_functions(name: str, choices: tuple[str, ...]) -> None:
+    assert sorted(PARAMETERS[name]["AllowedValues"]) == sorted(choices)
+
+
+@pytest.mark.parametrize(("name", "pattern"), [("LiveModel", LIVE_MODEL), ("DefaultPreset", PRESET_NAME)])
+def test_patterns_are_the_functions(name: str, pattern: re.Pattern[str]) -> None:
+    assert PARAMETERS[name]["AllowedPattern"] == pattern.pattern
+
+
+@pytest.mark.parametrize(("name", "value"), [(n, v) for n in FED if n not in BEYOND_THE_TEMPLATE
+                                             for v in _accepted_by_constraints(n)])
+def test_what_the_template_accepts_the_function_accepts(name: str, value: str) -> None:
+    assert _template_refusal(name, value) is None, f"the test's own value {name}={value!r} is not a good one"
+    assert _function_refusal(name, value) is None
+
+
+@pytest.mark.parametrize(("name", "value"), [(n, v) for n in FED for v in _refused_by_constraints(n)])
+def test_what_the_template_refuses_the_function_refuses(name: str, value: str) -> None:
+    assert _template_refusal(name, value) is not None
+    if name in NO_RULE_IN_THE_FUNCTION:
+        return
+    refusal = _function_refusal(name, value)
+    assert refusal is not None and (API_FEEDS.get(name) or LEASH_FEEDS[name]) in refusal
+
+
+def test_the_default_voice_rule_fails_the_deploy_as_it_fails_the_cold_start() -> None:
+    overrides = {"AllowedVoices": "marin,cedar", "DefaultVoice": "alloy"}
+    with pytest.raises(RuleError, match="DefaultVoiceIsAllowed"):
+        check_rules(TEMPLATE, overrides)
+    with pytest.raises(SettingsError, match="DEFAULT_VOICE"):
+        Settings.from_env({**template_function_env(), "ALLOWED_VOICES": "marin,cedar", "DEFAULT_VOICE": "alloy"})
+    check_rules(TEMPLATE, {**overrides, "DefaultVoice": "cedar"})
+
+
+def test_the_leash_functions_defaults_parse() -> None:
+    settings = LeashSettings.from_env(_leash_env())
+    assert settings.secret_cache_seconds == int(PARAMETERS["SecretCacheSeconds"]["Default"])
+    assert set(LEASH_FEEDS) == {"OpenAIBaseUrl", "SecretCacheSeconds", "LogLevel"}
