@@ -48,12 +48,13 @@ build: venv
 
 # Three tiers: unit (no processes, no network), integration (moto, the OpenAI stand-in, the local system) and
 # browser (the page in Chromium). `make test` runs them all; `make test-unit` only the first. The integration tier
-# spends much of its time waiting for calls' time limits, so it runs in two worker processes (a test file stays in
-# one worker); the browser tier measures setup latency, so it runs alone.
+# spends much of its time waiting for calls' time limits, so it runs in two worker processes (a test file, and the
+# whole security suite, stay in one worker: tests/integration/conftest.py); the browser tier measures setup
+# latency, so it runs alone.
 test: venv system-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
-	$(PY) -m pytest tests/integration -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration -n 2 --dist loadgroup $(PYTEST_ARGS)
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 test-unit: venv

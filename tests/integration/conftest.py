@@ -30,6 +30,15 @@ AWS_ENV = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With `-n 2 --dist loadgroup` (make test): a test file stays in one worker, and the security suite stays
+    together in one, so that its leak scan, which runs last, reads the output of every security test."""
+    for item in items:
+        group = "security" if "security" in item.path.parts else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
