@@ -1,121 +1,114 @@
-"""The HTTP API's request and response models. They drive validation and the generated OpenAPI description.
+"""The HTTP API's request and response shapes, as plain data: `bodies` parses requests with the request specs, and
+`openapi` writes all of them into the OpenAPI document (as JSON Schema, the way pydantic used to).
 
-Request models check shape and types only. The token request's `voice` and `preset` are documented as enums of the
-owner's lists, so the description tells a client exactly what it may send; whether a value is in the policy is
-checked in one place, `SessionPolicy.choose`.
-
-The response models only describe answers (for /openapi.json), so their schemas are built on first use, not at
-import: a cold start does not pay for them.
+Request specs check shape and types only. `voice` and `preset` are documented as enums of the owner's lists (filled
+in from the settings when the document is served), so the description tells a client exactly what it may send;
+whether a value is in the policy is checked in one place, `SessionPolicy.choose`. No pydantic at run time: this
+module is data, and costs a cold start nothing worth measuring.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, create_model
-
-from tokenvend.settings import Settings
-
-
-class _Described(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-
-class ErrorDetail(_Described):
-    code: str = Field(description="Stable machine-readable code, e.g. `rate_limited`")
-    message: str = Field(description="Human-readable explanation, safe to show")
-
-
-class ErrorBody(_Described):
-    error: ErrorDetail
-
-
-class SessionSummary(_Described):
-    model: str
-    voice: str
-    preset: str
-
-
-class TokenResponse(_Described):
-    token: str = Field(description="OpenAI ephemeral client secret (`ek_...`); send it as the Bearer of the SDP POST")
-    expires_at: int = Field(description="Unix seconds after which the token can start no new session")
-    realtime_url: str = Field(description="Where to POST the SDP offer (Content-Type: application/sdp)")
-    session: SessionSummary
-
-
-class CallResponse(_Described):
-    call_id: str = Field(description="OpenAI's id of the call (`rtc_...`, or `live_...` on GPT-Live)")
-    sdp: str = Field(description="The SDP answer: hand it to `setRemoteDescription`")
-    ends_at: int = Field(description="Unix seconds at which the server hangs the call up")
-    max_seconds: int = Field(description="The call's time limit in seconds")
-    hangup_token: str = Field(description="Send it to `POST /calls/{call_id}/hangup` to end the call early and "
-                              "give its unused minutes back. Given once; keep it private.")
-    session: SessionSummary
-
-
-class HangupResponse(_Described):
-    call_id: str
-    state: Literal["ended"]
-    credited_seconds: int = Field(description="Seconds given back to today's budget (0 if it had already ended)")
-
-
-class AnonymousAllowance(_Described):
-    enabled: bool
-    burst: int = Field(description="Tokens an anonymous caller may take at once")
-    rate_per_hour: float = Field(description="Tokens per hour an anonymous caller earns back")
-    global_daily_limit: int = Field(description="Tokens per UTC day across all callers")
-
-
-class Options(_Described):
-    backend: Literal["realtime", "live"] = Field(description="Which OpenAI API calls go to: the Realtime API or "
-                                                 "GPT-Live")
-    max_call_seconds: int = Field(description="Every call is hung up by the server after this many seconds")
-    token_route: bool = Field(description="Whether `POST /token` is switched on for clients that must hold a token")
-    model: str
-    voices: list[str]
-    default_voice: str
-    presets: list[str]
-    default_preset: str
-    token_ttl_seconds: int
-    transcription: bool = Field(description="Whether the session transcribes what the user says")
-    realtime_url: str
-    anonymous: AnonymousAllowance
-
-
-class Health(_Described):
-    status: Literal["ok"]
-
+from dataclasses import dataclass
+from typing import Any
 
 # What `calls.check_offer` requires (and checks, in that one place), said in the description: `v=0` first, an
 # `m=audio` line. Whether OpenAI can use the offer (ICE, DTLS, codecs) no schema can say; a 400 names `sdp` then.
 OFFER_PATTERN = r"^[ \t\r\n]*v=0[ \t]*\r?\n([\s\S]*\n)?m=audio "
 
 
-def _choice_fields(settings: Settings) -> dict[str, Any]:
-    return {
-        "voice": (str | None, Field(default=None, description=f"Default: {settings.default_voice}",
-                                    json_schema_extra={"enum": [*settings.voices, None]})),
-        "preset": (str | None, Field(default=None, description=f"Default: {settings.default_preset}",
-                                     json_schema_extra={"enum": [*settings.presets, None]})),
-    }
+@dataclass(frozen=True)
+class StringField:
+    """A string member of a request body. `null` (and absence) means "use the default" unless `required`."""
+
+    name: str
+    description: str = ""
+    required: bool = False
+    pattern: str | None = None
+    choices: str | None = None  # "voices" or "presets": the owner's list, documented as the field's enum
 
 
-def token_request_model(settings: Settings) -> type[BaseModel]:
-    return create_model("TokenRequest", __config__=ConfigDict(extra="forbid", strict=True),
-                        **_choice_fields(settings))
+@dataclass(frozen=True)
+class BodySpec:
+    """A JSON object body: its members in the order their errors are reported, and whether it may be absent."""
+
+    name: str
+    fields: tuple[StringField, ...]
+    optional: bool
+
+    def field(self, name: str) -> StringField | None:
+        return next((f for f in self.fields if f.name == name), None)
 
 
-def call_request_model(settings: Settings) -> type[BaseModel]:
-    return create_model(
-        "CallRequest",
-        __config__=ConfigDict(extra="forbid", strict=True),
-        sdp=(str, Field(description="The browser's WebRTC SDP offer (with an audio section and the `oai-events` "
-                        "data channel)", json_schema_extra={"pattern": OFFER_PATTERN})),
-        **_choice_fields(settings),
-    )
+VOICE = StringField("voice", choices="voices")
+PRESET = StringField("preset", choices="presets")
+TOKEN_REQUEST = BodySpec("TokenRequest", (VOICE, PRESET), optional=True)
+CALL_REQUEST = BodySpec("CallRequest", (
+    StringField("sdp", "The browser's WebRTC SDP offer (with an audio section and the `oai-events` data channel)",
+                required=True, pattern=OFFER_PATTERN),
+    VOICE, PRESET), optional=False)
+HANGUP_REQUEST = BodySpec("HangupRequest", (
+    StringField("hangup_token", "The `hangup_token` of the call's setup answer"),), optional=True)
+REQUESTS = (TOKEN_REQUEST, CALL_REQUEST, HANGUP_REQUEST)
 
 
-class HangupRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+# --- responses: described only (for /openapi.json), as JSON Schema --------------------------------------------
 
-    hangup_token: str | None = Field(default=None, description="The `hangup_token` of the call's setup answer")
+def _p(kind: str, description: str = "", **extra: Any) -> dict[str, Any]:
+    return {"type": kind, **extra, **({"description": description} if description else {})}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+RESPONSES: dict[str, dict[str, Any]] = {
+    "ErrorDetail": {
+        "code": _p("string", "Stable machine-readable code, e.g. `rate_limited`"),
+        "message": _p("string", "Human-readable explanation, safe to show"),
+    },
+    "ErrorBody": {"error": _ref("ErrorDetail")},
+    "SessionSummary": {"model": _p("string"), "voice": _p("string"), "preset": _p("string")},
+    "TokenResponse": {
+        "token": _p("string", "OpenAI ephemeral client secret (`ek_...`); send it as the Bearer of the SDP POST"),
+        "expires_at": _p("integer", "Unix seconds after which the token can start no new session"),
+        "realtime_url": _p("string", "Where to POST the SDP offer (Content-Type: application/sdp)"),
+        "session": _ref("SessionSummary"),
+    },
+    "CallResponse": {
+        "call_id": _p("string", "OpenAI's id of the call (`rtc_...`, or `live_...` on GPT-Live)"),
+        "sdp": _p("string", "The SDP answer: hand it to `setRemoteDescription`"),
+        "ends_at": _p("integer", "Unix seconds at which the server hangs the call up"),
+        "max_seconds": _p("integer", "The call's time limit in seconds"),
+        "hangup_token": _p("string", "Send it to `POST /calls/{call_id}/hangup` to end the call early and give its "
+                           "unused minutes back. Given once; keep it private."),
+        "session": _ref("SessionSummary"),
+    },
+    "HangupResponse": {
+        "call_id": _p("string"),
+        "state": _p("string", const="ended"),
+        "credited_seconds": _p("integer", "Seconds given back to today's budget (0 if it had already ended)"),
+    },
+    "AnonymousAllowance": {
+        "enabled": _p("boolean"),
+        "burst": _p("integer", "Tokens an anonymous caller may take at once"),
+        "rate_per_hour": _p("number", "Tokens per hour an anonymous caller earns back"),
+        "global_daily_limit": _p("integer", "Tokens per UTC day across all callers"),
+    },
+    "Options": {
+        "backend": _p("string", "Which OpenAI API calls go to: the Realtime API or GPT-Live",
+                      enum=["realtime", "live"]),
+        "max_call_seconds": _p("integer", "Every call is hung up by the server after this many seconds"),
+        "token_route": _p("boolean", "Whether `POST /token` is switched on for clients that must hold a token"),
+        "model": _p("string"),
+        "voices": _p("array", items={"type": "string"}),
+        "default_voice": _p("string"),
+        "presets": _p("array", items={"type": "string"}),
+        "default_preset": _p("string"),
+        "token_ttl_seconds": _p("integer"),
+        "transcription": _p("boolean", "Whether the session transcribes what the user says"),
+        "realtime_url": _p("string"),
+        "anonymous": _ref("AnonymousAllowance"),
+    },
+    "Health": {"status": _p("string", const="ok")},
+}

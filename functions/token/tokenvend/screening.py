@@ -1,5 +1,5 @@
-"""What is refused before routing, in one pass with one answer: a browser Origin outside the list, a body over
-its route's size cap, and a JSON array body. A base64 body is decoded here so the rest only sees text.
+"""What is refused before routing, in one pass with one answer: a browser Origin outside the list and a body over
+its route's size cap. A base64 body is decoded here so the rest only sees text; what the body says is `bodies`'.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import base64
 from typing import Any
 
 from tokenvend import routes
-from tokenvend.errors import ApiError, Code, invalid_request
+from tokenvend.errors import ApiError, Code
 
 
 def screen(event: dict[str, Any], allowed_origins: tuple[str, ...]) -> tuple[dict[str, Any], ApiError | None]:
@@ -23,10 +23,7 @@ def screen(event: dict[str, Any], allowed_origins: tuple[str, ...]) -> tuple[dic
     limit = route.max_body if route else routes.DEFAULT_MAX_BODY
     if _body_size(event) > limit:
         return event, ApiError(413, Code.PAYLOAD_TOO_LARGE, f"The body must be at most {limit} bytes.")
-    event = _as_text(event)
-    if route is not None and route.json_body and _array_body(event, headers):
-        return event, invalid_request("The body must be a JSON object.")
-    return event, None
+    return _as_text(event), None
 
 
 def _body_size(event: dict[str, Any]) -> int:
@@ -43,13 +40,6 @@ def _as_text(event: dict[str, Any]) -> dict[str, Any]:
     try:
         text = base64.b64decode(event["body"], validate=True).decode("utf-8")
     except (ValueError, UnicodeDecodeError):
-        text = "\x00"  # not JSON: validation answers 400 json_invalid
+        text = "\x00"  # not JSON: the body parser answers 400, not valid JSON
     return {**event, "body": text, "isBase64Encoded": False}
 
-
-def _array_body(event: dict[str, Any], headers: dict[str, str]) -> bool:
-    """Powertools validates the first element of a JSON array body as if it were the body (`[{}, 5]` would pass):
-    a body that starts as an array is refused before it gets there."""
-    body = event.get("body")
-    content_type = headers.get("content-type", "json")
-    return "json" in content_type.lower() and isinstance(body, str) and body.lstrip(" \t\r\n").startswith("[")

@@ -112,12 +112,21 @@ def test_built_handler_imports_with_only_its_package_and_the_runtime(x86_build: 
                             timeout=60)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "imported gpt-realtime" in result.stdout
-    # As deployed (Tracing: Active): inside Lambda the tracer is on, and needs the X-Ray SDK from the package.
+    # As deployed (Tracing: Active, inside Lambda): no X-Ray SDK and no pydantic, neither packaged nor imported; the
+    # OpenAPI document is the shipped file, under this function's policy.
+    for name in ("aws_xray_sdk", "wrapt", "pydantic", "pydantic_core"):
+        assert not (function / name).exists(), f"{name} is not needed at run time"
     traced = {k: v for k, v in env.items() if k != "POWERTOOLS_TRACE_DISABLED"} | {"LAMBDA_TASK_ROOT": str(function)}
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", probe + "print('tracing', not app.tracer.disabled)\n"],
+    served = ("from tokenvend import openapi\n"
+              "document = __import__('json').loads(openapi.served(app.settings))\n"
+              "print('heavy', sorted(m for m in ('aws_xray_sdk', 'pydantic') if m in sys.modules))\n"
+              "print('served', openapi.SHIPPED, sorted(document['paths']))\n")
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", probe + served],
                             env=traced, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "tracing True" in result.stdout
+    assert "heavy []" in result.stdout
+    assert f"served {function / 'openapi.json'} ['/calls', '/calls/{{call_id}}/hangup', '/health', '/options', " \
+           "'/token']" in result.stdout
 
 
 def test_readme_documents_every_parameter() -> None:
