@@ -95,7 +95,8 @@ def _translate(template: dict[str, Any], parameters: dict[str, str]) -> dict[str
     template = copy.deepcopy(template)
     for resource in template.get("Resources", {}).values():
         code_uri = resource.get("Properties", {}).get("CodeUri")
-        if resource.get("Type") == "AWS::Serverless::Function" and isinstance(code_uri, str):
+        if resource.get("Type") == "AWS::Serverless::Function" and isinstance(code_uri, str) \
+                and not code_uri.startswith("s3://"):  # `sam package` output is already in S3
             # What `sam package` does: local folders become S3 locations; the transform accepts nothing else.
             resource["Properties"]["CodeUri"] = f"s3://local-package/{code_uri.strip('/')}.zip"
     os.environ.setdefault("AWS_DEFAULT_REGION", REGION)  # the transform asks boto3 for the region
