@@ -9,7 +9,7 @@ export __SAM_CLI_APP_DIR := $(CURDIR)/.aws-sam/app-dir
 PYTHON313 ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13; do \
 	  $$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 
-.PHONY: run test test-unit venv system-deps lint build validate bench bench-smoke clean
+.PHONY: run test test-unit venv system-deps lint build validate deploy-check bench bench-smoke clean
 
 $(VENV)/.installed: requirements-dev.txt requirements-checkov.txt functions/token/requirements.txt functions/site_deployer/requirements.txt clients/python/requirements.txt
 	@test -n "$(PYTHON313)" || { echo "Python 3.13 is needed (the Lambda runtime). Install it (pyenv install 3.13) and retry."; exit 1; }
@@ -46,6 +46,11 @@ lint: venv
 build: venv
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/sam build --template template.yaml --build-dir .aws-sam/build
 
+# The deploy rehearsed offline: the build packaged into moto and created as a stack on a new account (deploy/).
+# Your own parameters as one more case: make deploy-check PARAMETER_OVERRIDES="DefaultVoice=cedar"
+deploy-check: build
+	PYTHONPATH=functions/token $(PY) -m deploy .aws-sam/build/template.yaml $(PARAMETER_OVERRIDES)
+
 # Three tiers: unit (no processes, no network), integration (moto, the OpenAI stand-in, the local system) and
 # browser (the page in Chromium). `make test` runs them all; `make test-unit` only the first. The integration tier
 # spends much of its time waiting for calls' time limits, so it runs in two worker processes (a test file, and the
@@ -54,6 +59,7 @@ build: venv
 test: venv system-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(MAKE) deploy-check PARAMETER_OVERRIDES=
 	$(PY) -m pytest tests/integration -n 2 --dist loadgroup $(PYTEST_ARGS)
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 from typing import Any
 
 from deploy.providers import ACCOUNT, client
 from local.template_stack import ACCOUNT_ID, REGION
 from tokenvend import metric_names, routes
+from tokenvend.errors import Code
 from tokenvend.settings import LeashSettings, Settings
 
 RETAINED = ("LimitsTable", "OpenAIKeySecret")  # DeletionPolicy: Retain
@@ -228,8 +228,10 @@ def emitted(metric: dict[str, Any]) -> bool:
     name, service = metric["MetricName"], dimensions.pop("service", None)
     if metric["Namespace"] != metric_names.NAMESPACE or service not in metric_names.EMITTED_BY.get(name, ()):
         return False
-    if not dimensions:  # service alone: an alarmed count's second datapoint, or a number of seconds
-        return name in metric_names.ALARMED_COUNTS or name in (metric_names.CALL_SECONDS_RESERVED,
-                                                                metric_names.CALL_SECONDS_CREDITED)
-    return name == metric_names.DENIED and set(dimensions) == {"reason"} and bool(
-        re.fullmatch("|".join(metric_names.DENIAL_REASONS_ALARMED), dimensions["reason"]))
+    if not dimensions:  # service alone: an alarmed count's second datapoint, seconds, or latency
+        return name in metric_names.ALARMED_COUNTS or name in SERVICE_ONLY
+    return name == metric_names.DENIED and set(dimensions) == {"reason"} and dimensions["reason"] in DENIAL_CODES
+
+
+SERVICE_ONLY = (metric_names.CALL_SECONDS_RESERVED, metric_names.CALL_SECONDS_CREDITED, metric_names.UPSTREAM_LATENCY)
+DENIAL_CODES = {str(code) for code in Code}

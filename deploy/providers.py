@@ -15,7 +15,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import os
 import re
 import secrets
 import string
@@ -485,5 +484,9 @@ def install(endpoint: str, concurrency_quota: int) -> ThreadingHTTPServer:
 
     resource_class_from_type.__wrapped__ = original  # type: ignore[attr-defined]
     parsing.resource_class_from_type = resource_class_from_type
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     return answers
+
+
+def uninstall() -> None:
+    parsing.resource_class_from_type = getattr(parsing.resource_class_from_type, "__wrapped__",
+                                               parsing.resource_class_from_type)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -73,6 +74,7 @@ def moto_account(concurrency_quota: int = 10) -> Iterator[str]:
         yield endpoint
     finally:
         answers.shutdown()
+        providers.uninstall()
         server.stop()
         os.environ.clear()
         os.environ.update(saved)
@@ -101,6 +103,8 @@ def rehearse(packaged: Path, case: Case) -> Outcome:
     except ValueError as exc:
         raise RehearsalFailed(f"{case.name}: parameters refused before anything is created: {exc}") from None
     translated = translate(source, case.parameters)
+    if cycle := circular_dependency(translated):
+        raise RehearsalFailed(f"{case.name}: Circular dependency between resources: {cycle}")
     stack_name = f"rehearsal-{case.name}"
     cloudformation = boto3.client("cloudformation", config=Config(retries={"max_attempts": 1}))
     providers.ACCOUNT.failures.clear()
@@ -149,28 +153,72 @@ def stack_parameters(template: dict[str, Any], case: Case) -> dict[str, str]:
 
 def expected_resources(translated: dict[str, Any], parameters: dict[str, str]) -> set[str]:
     """The logical ids CloudFormation would create with these parameters (their conditions true)."""
-    conditions = translated.get("Conditions", {})
-    values = {name: parameters.get(name, str(spec.get("Default", "")))
-              for name, spec in translated.get("Parameters", {}).items()}
-
-    def holds(node: Any) -> Any:
-        if not isinstance(node, dict):
-            return node
-        (function, argument), = node.items()
-        match function:
-            case "Ref":
-                return values.get(argument, argument)
-            case "Condition":
-                return holds(conditions[argument])
-            case "Fn::Equals":
-                return str(holds(argument[0])) == str(holds(argument[1]))
-            case "Fn::Not":
-                return not holds(argument[0])
-            case "Fn::And":
-                return all(holds(a) for a in argument)
-            case "Fn::Or":
-                return any(holds(a) for a in argument)
-        raise RehearsalFailed(f"condition function {function} is not one the rehearsal evaluates")
-
     return {logical for logical, resource in translated["Resources"].items()
-            if "Condition" not in resource or holds(conditions[resource["Condition"]])}
+            if "Condition" not in resource or holds(translated, parameters, {"Condition": resource["Condition"]})}
+
+
+def holds(template: dict[str, Any], parameters: dict[str, str], node: Any) -> Any:
+    """A condition's value (or a Ref's) for these parameter values."""
+    if not isinstance(node, dict):
+        return node
+    (function, argument), = node.items()
+    match function:
+        case "Ref":
+            return parameters.get(argument, str(template["Parameters"].get(argument, {}).get("Default", argument)))
+        case "Condition":
+            return holds(template, parameters, template["Conditions"][argument])
+        case "Fn::Equals":
+            return str(holds(template, parameters, argument[0])) == str(holds(template, parameters, argument[1]))
+        case "Fn::Not":
+            return not holds(template, parameters, argument[0])
+        case "Fn::And":
+            return all(holds(template, parameters, a) for a in argument)
+        case "Fn::Or":
+            return any(holds(template, parameters, a) for a in argument)
+    raise RehearsalFailed(f"condition function {function} is not one the rehearsal evaluates")
+
+
+def circular_dependency(translated: dict[str, Any]) -> list[str]:
+    """A cycle of references (Ref, GetAtt, ${} in Sub, DependsOn) among the resources, which CloudFormation
+    refuses before creating anything (moto would recurse until it fails); empty if none."""
+    resources = translated["Resources"]
+
+    def references(node: Any) -> set[str]:
+        if isinstance(node, list):
+            return set().union(*(references(n) for n in node)) if node else set()
+        if not isinstance(node, dict):
+            return set()
+        found: set[str] = set()
+        for key, value in node.items():
+            if key == "Ref" and value in resources:
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
+            elif key == "Fn::Sub":
+                text = value if isinstance(value, str) else value[0]
+                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)} & set(resources)
+                found |= references(value[1]) if isinstance(value, list) else set()
+            else:
+                found |= references(value)
+        return found
+
+    graph = {logical: references(r.get("Properties", {})) | set(
+        [r["DependsOn"]] if isinstance(r.get("DependsOn"), str) else r.get("DependsOn", [])) for logical, r in
+        resources.items()}
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(logical: str) -> list[str]:
+        if logical in visiting:
+            return [*visiting[visiting.index(logical):], logical]
+        if logical in done:
+            return []
+        visiting.append(logical)
+        for target in sorted(graph.get(logical, ())):
+            if cycle := visit(target):
+                return cycle
+        visiting.pop()
+        done.add(logical)
+        return []
+
+    return next((cycle for logical in sorted(graph) if (cycle := visit(logical))), [])
