@@ -1,5 +1,8 @@
 """Everything a function needs, built once per container from its settings: AWS clients, the OpenAI client, the
 stores and the services its handler calls. Nothing here runs per request.
+
+Snapshot-safe (SnapStart, see `tokenvend.snapshot`): building opens no connection and reads no secret, so a snapshot
+of the built container holds nothing that is per container or goes stale.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from botocore.config import Config
 
+from tokenvend import snapshot  # noqa: F401 - both handlers build here: its restore hooks register before a snapshot
 from tokenvend.admission import Admission
 from tokenvend.api_keys import ApiKeyLookup, ApiKeyStore
 from tokenvend.backends import backend_for, hangups
