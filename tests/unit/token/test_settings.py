@@ -195,7 +195,7 @@ BEYOND_THE_TEMPLATE = {
 MORE_ACCEPTED = {
     "MaxOutputTokens": ["1", "999", "1000", "4096", "inf"],
     "LiveModel": ["gpt-live-1", "gpt-live-2" + "a" * 30],
-    "AllowedOrigins": ["none", "http://localhost:8080", ",".join(["https://a.example"] * 23)],
+    "AllowedOrigins": ["none", "http://localhost:8080", ",".join(["https://a.example"] * 16)],
     "OpenAIBaseUrl": ["https://gateway.example:8443/openai/v1"],
     "AllowedVoices": [",".join(KNOWN_VOICES), "marin"],
 }
