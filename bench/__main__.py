@@ -13,11 +13,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import cold, cost, package, report, warm
+from bench import cold, cost, package, report, tracing, warm
 from bench.common import FUNCTION_DIR, ROOT, machine
 from bench.lambda_env import lambda_path, layer_variant_path, sam_build
 
-PARTS = ("warm", "cold", "package", "browser")
+PARTS = ("warm", "cold", "package", "tracing", "browser")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] {name} done in {time.perf_counter() - t0:.1f} s", flush=True)
 
     part("warm", lambda: warm.measure(function_dir=args.function_dir, runs=runs, vends=20 if quick else 300,
-                                      warmup=5 if quick else 50, count_vends=5 if quick else 50))
+                                      warmup=5 if quick else 50, count_vends=5 if quick else 50,
+                                      calls=6 if quick else 60, call_warmup=2 if quick else 10,
+                                      count_calls=3 if quick else 20))
     with tempfile.TemporaryDirectory(prefix="bench-build-") as tmp:
         scratch = Path(tmp)
         builds: dict[str, Path] = {}
@@ -74,8 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         # is deployed (arm64), except in quick mode where one build serves both.
         part("cold", lambda: {**cold.measure(lambda_path(build("x86_64"), scratch), runs=3 if quick else 15,
                                              layer_path=layer_variant_path(build("x86_64"), scratch)),
-                              "top_imports": cold.importtime_top(lambda_path(build("x86_64"), scratch))})
+                              "top_imports": cold.importtime_top(lambda_path(build("x86_64"), scratch)),
+                              "import_groups": cold.importtime_groups(lambda_path(build("x86_64"), scratch),
+                                                                      runs=1 if quick else 5)})
         part("package", lambda: package.measure(build("x86_64" if quick else "arm64"), "x86_64" if quick else "arm64"))
+        part("tracing", lambda: tracing.measure(
+            lambda_path(build("x86_64"), scratch),
+            tracing.install_sdk(scratch / "xray-sdk", "manylinux2014_x86_64"), runs=3 if quick else 15))
     if quick:
         results["browser"] = {"skipped": "quick mode (the browser comparison takes minutes)"}
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -16,9 +17,10 @@ from local.template_stack import template_function_env
 
 RATIO_GOAL = 1.3
 FLOOR = "import boto3, httpx"
-# The floor plus the clients the function needs anyway: what Powertools and our own code add is the rest.
+# The floor plus the clients the function builds at init and needs for every call it sets up (DynamoDB, Secrets
+# Manager, Step Functions, OpenAI): what Powertools and our own code add is the rest.
 FLOOR_CLIENTS = ("import boto3, httpx; s = boto3.session.Session(); s.client('dynamodb'); s.client('secretsmanager'); "
-                 "httpx.Client()")
+                 "s.client('stepfunctions'); httpx.Client()")
 
 _PROBE = """
 import sys, time
@@ -112,6 +114,29 @@ def importtime_top(path: list[str], *, limit: int = 12) -> list[tuple[str, float
             if depth <= 1:
                 rows.append((name.strip(), int(parts[1]) / 1000))
     return sorted(rows, key=lambda r: -r[1])[:limit]
+
+
+def importtime_groups(path: list[str], *, runs: int = 3) -> dict[str, float]:
+    """Self time of every import under `import app` (tracing off), summed per top-level package (Powertools per
+    subpackage), median of `runs` `-X importtime` runs, in ms. Module bodies' own work (the clients built at
+    import) is under `app`."""
+    code = f"import sys; sys.path[:0] = {path!r}\nimport app"
+    totals: dict[str, list[float]] = {}
+    for _ in range(runs):
+        done = subprocess.run([PYTHON, "-I", "-S", "-X", "importtime", "-c", code],
+                              env=_env(tracing=False, task_root=path[0]), capture_output=True, text=True, timeout=120)
+        groups: dict[str, float] = {}
+        for line in done.stderr.splitlines():
+            parts = line.split("|")
+            if len(parts) != 3 or not parts[0].split(":")[-1].strip().isdigit():
+                continue
+            name = parts[2].strip()
+            group = ".".join(name.split(".")[:3]) if name.startswith("aws_lambda_powertools.") else name.split(".")[0]
+            groups[group] = groups.get(group, 0.0) + int(parts[0].split(":")[-1]) / 1000
+        for group, ms in groups.items():
+            totals.setdefault(group, []).append(ms)
+    return {group: round(statistics.median(values + [0.0] * (runs - len(values))), 1)
+            for group, values in sorted(totals.items(), key=lambda item: -statistics.median(item[1]))}
 
 
 def dumps(result: dict[str, Any]) -> str:

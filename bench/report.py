@@ -55,8 +55,9 @@ def markdown(results: dict[str, Any]) -> str:
     out = [
         "# Benchmarks",
         "",
-        "What a token vend, a cold start and a click cost, each against a floor measured in the same run (the same "
-        "work with nothing but the bare libraries). Every figure is min / **median** / max over several runs. "
+        "What a token vend, a call setup, a cold start and a click cost, each against a floor measured in the same "
+        "run (the same work with nothing but the bare libraries). Every figure is min / **median** / max over "
+        "several runs. "
         "Produced by `make bench` (`python -m bench`); CI runs `python -m bench --quick` only to prove the "
         "benchmarks still work, never to judge speed.",
         "",
@@ -77,9 +78,10 @@ def markdown(results: dict[str, Any]) -> str:
         out.append(f"| {g['part']} | {g['name']} | {g['goal']} | {_verdict(g)} |")
     if results.get("baseline"):
         out += ["", *_compare(results, results["baseline"])]
-    out += ["", *_warm(results.get("warm", {})), "", *_cold(results.get("cold", {})), "",
-            *_package(results.get("package", {})), "", *_browser(results.get("browser", {})), "",
-            *_cost(results.get("cost") or []), ""]
+    out += ["", *_warm(results.get("warm", {})), "", *_call(results.get("warm", {})), "",
+            *_cold(results.get("cold", {})), "", *_package(results.get("package", {})), "",
+            *_tracing(results.get("tracing", {})), "", *_snapstart(results), "",
+            *_browser(results.get("browser", {})), "", *_cost(results.get("cost") or []), ""]
     return "\n".join(out)
 
 
@@ -141,6 +143,53 @@ def _warm(w: dict[str, Any]) -> list[str]:
     return out
 
 
+def _call(w: dict[str, Any]) -> list[str]:
+    out = ["## Warm call setup", "",
+           "`POST /calls` (a real aiortc offer, voice chosen) through `lambda_handler` in the same process as the "
+           "vends, against a floor making the same four requests with bare botocore and httpx: the call's "
+           "TransactWriteItems (the caller's bucket, the day's call seconds, the kill switch), the multipart "
+           "`POST /realtime/calls` with the offer and the session, the PutItem of the call's record and the "
+           "StartExecution of its timer (moto's Step Functions). The stand-in answers each offer with a real WebRTC "
+           "peer, so its answer dominates both sides; every call is hung up at the stand-in right after it is "
+           "timed (not timed, not counted)."]
+    status = _status(w)
+    c = w.get("call")
+    if status or not c:
+        return [*out, "", status or "_Not measured._"]
+    n = c["counts"]
+    out += [
+        "",
+        f"Per run: {c['vends_per_run']} call setups and as many floor requests.",
+        "",
+        "| Figure | min / **median** / max |",
+        "|---|---|",
+        f"| Handler p50 | {_s(c['handler_p50_ms'])} |",
+        f"| Floor p50 | {_s(c['floor_p50_ms'])} |",
+        f"| **Ratio p50** (goal <= 1.25x) | {_s(c['ratio_p50'])} |",
+        f"| Overhead p50 (handler - floor) | {_s(c['overhead_p50_ms'])} |",
+        f"| Handler p90 | {_s(c['handler_p90_ms'])} |",
+        f"| Floor p90 | {_s(c['floor_p90_ms'])} |",
+        f"| Handler CPU per call setup (this process) | {_s(c['handler_cpu_ms'])} |",
+        f"| Floor CPU per call setup | {_s(c['floor_cpu_ms'])} |",
+        f"| CPU ratio | {_s(c['ratio_cpu'])} |",
+        "",
+        f"### Requests per warm call setup (counted over {n['vends']} call setups, not timed)",
+        "",
+        "| What | Per call setup | Expected |",
+        "|---|---|---|",
+        f"| DynamoDB requests | {n['dynamodb_requests_per_vend']:g} ({_ops(n['aws_requests'], 'dynamodb')}) | "
+        "2: the metered transaction and the call's record |",
+        f"| Step Functions requests | {n.get('stepfunctions_requests_per_vend', 0):g} "
+        f"({_ops(n['aws_requests'], 'stepfunctions')}) | 1: the call's timer |",
+        f"| Secrets Manager requests | {n['secretsmanager_requests_per_vend']:g} | 0 |",
+        f"| Other AWS requests | {n['other_aws_requests_per_vend']:g} | 0 |",
+        f"| OpenAI requests | {n['openai_requests_per_vend']:g} | 1 |",
+        f"| New TCP connections to OpenAI | {n['new_openai_connections']} in {n['vends']} call setups | 0 |",
+        f"| Floor's TransactWriteItems has the handler's shape | {n['floor_transaction_same_shape']} | True |",
+    ]
+    return out
+
+
 def _ops(counts: dict[str, int], service: str) -> str:
     return ", ".join(f"{k.split(':', 1)[1]} x{v}" for k, v in counts.items() if k.startswith(service)) or "none"
 
@@ -182,6 +231,12 @@ def _cold(c: dict[str, Any]) -> list[str]:
         "|---|---|",
     ]
     out += [f"| {name} | {ms:.0f} |" for name, ms in c.get("top_imports", [])]
+    groups = c.get("import_groups") or {}
+    if groups:
+        out += ["", "Where the import time goes, by package (self time of each module under `import app`, summed; "
+                "`-X importtime`, tracing off, median of several runs; `app` is the module's own work, chiefly "
+                "building the AWS and OpenAI clients):", "", "| Package | ms |", "|---|---|"]
+        out += [f"| {name} | {ms:.1f} |" for name, ms in list(groups.items())[:20]]
     return out
 
 
@@ -199,11 +254,87 @@ def _package(p: dict[str, Any]) -> list[str]:
         "- Largest parts (unzipped): " + ", ".join(f"{n} {_mb(s)}" for n, s in p["largest"]),
     ]
     if not p["uses_powertools_layer"]:
-        out += ["", "Under 2 MB needs Powertools, pydantic and the X-Ray SDK out of the package: the official "
-                "Powertools layer does that (the package is then httpx and our code, about 1.4 MB with bytecode). "
-                "That layer ships no bytecode and /opt is read-only, so every cold start would compile them: see "
-                "the layer row under Cold start. A faster cold start is worth more than a smaller upload, so the "
-                "function packages them, with bytecode."]
+        out += ["", "No pydantic (request bodies are parsed by `tokenvend.bodies`; the OpenAPI document is a "
+                "shipped file) and no X-Ray SDK (see Tracing). The build also drops what the function never "
+                "imports: Powertools utilities other than parameters, data_classes, typing and jmespath_utils, its "
+                "Swagger UI, and anyio/sniffio (httpcore imports them only if present, for async clients). "
+                "tests/integration/template/test_template_build.py serves every route from the built package "
+                "alone. The Powertools layer is not used: it ships no bytecode, and /opt is read-only, so every "
+                "cold start would compile it (the layer row under Cold start)."]
+    return out
+
+
+def _tracing(t: dict[str, Any]) -> list[str]:
+    out = ["## Tracing", "",
+           "What Powertools' Tracer would add: the X-Ray SDK and wrapt installed next to the built function as the "
+           "build installs packages (with bytecode), then `import app` followed by the Tracer the function used "
+           "to create (`Tracer(patch_modules=(\"botocore\", \"httpx\"))`, inside Lambda with tracing on), against "
+           "`import app` alone on the same path."]
+    status = _status(t)
+    if status:
+        return [*out, "", status]
+    out += [
+        "",
+        "| Figure | min / **median** / max |",
+        "|---|---|",
+        f"| `import app` | {_s(t['app_ms'], 0)} |",
+        f"| `import app` + Tracer | {_s(t['app_tracer_ms'], 0)} |",
+        f"| Added by the Tracer | {_s(t['added_ms'], 0)} |",
+        f"| Ratio | {_s(t['added_ratio'])} |",
+        "",
+        f"- Package: {', '.join(t['requirements'])} add **{_mb(t['zipped_bytes'])}** zipped "
+        f"({_mb(t['unzipped_bytes'])} unzipped; built for this machine).",
+        "",
+        "Decision: the function has no Tracer. With it, neither the cold-start nor the size budget holds (the "
+        "package would pass 2 MB, and the cold start grows by the figure above). The function keeps `Tracing: "
+        "Active`, so Lambda still records each invocation in X-Ray (Initialization, Invocation, Overhead) and the "
+        "service map shows the function. What is lost: the subsegments inside an invocation (DynamoDB, Secrets "
+        "Manager, Step Functions and OpenAI calls, each with its time and errors), the annotations (cold start, "
+        "service) and the handler's own subsegment. The function's logs and metrics still carry each request's "
+        "outcome and latency, and `UpstreamLatency` still measures OpenAI's answer time.",
+    ]
+    return out
+
+
+SNAPSTART_CACHE_GB_SECOND = 0.0000015046
+SNAPSTART_RESTORE_GB = 0.0001397998
+MEMORY_GB = 0.25  # template.yaml: MemorySize 256
+
+
+def _snapstart(results: dict[str, Any]) -> list[str]:
+    cold = results.get("cold") or {}
+    warm = results.get("warm") or {}
+    month = 30 * 86_400
+    cache = MEMORY_GB * month * SNAPSTART_CACHE_GB_SECOND
+    restore = 1000 * MEMORY_GB * SNAPSTART_RESTORE_GB
+    init = (cold.get("app_ms") or {}).get("median")
+    first = warm.get("first_vend_ms")
+    out = ["## SnapStart (optional, off by default)", "",
+           "With the template's `SnapStart` parameter on, Lambda runs the init (imports, settings, clients) when a "
+           "version is published and resumes every new container from that snapshot. The init is snapshot-safe "
+           "(`tokenvend/snapshot.py`, tests/unit/token/test_snapshot.py): it opens no connection and reads no "
+           "secret, and the only state every resumed container would share, the `random` module's generator "
+           "(retry jitter), is re-seeded after each restore through Lambda's `snapshot_restore_py` hooks.", "",
+           f"**Price** (us-east-1 list prices as AWS's Lambda pricing page gives them: caching "
+           f"${SNAPSTART_CACHE_GB_SECOND}/GB-s while a version is cached, at least 3 hours; restoring "
+           f"${SNAPSTART_RESTORE_GB}/GB restored), at 256 MB, per function with SnapStart on:", "",
+           "| Item | Arithmetic | $ |", "|---|---|---|",
+           f"| Cached snapshot, per published version, per 30 days | {MEMORY_GB} GB x {month:,} s x "
+           f"${SNAPSTART_CACHE_GB_SECOND} | {cache:.3f} |",
+           f"| Restores, per 1,000 new containers | 1,000 x {MEMORY_GB} GB x ${SNAPSTART_RESTORE_GB} | "
+           f"{restore:.4f} |", "",
+           "Every deploy publishes a version (the live alias), and a version stays cached until it is deleted or "
+           "goes 14 days without an invocation, so old versions add to the caching line until then."]
+    if init:
+        out += ["", f"**What it would save: an estimate, not a measurement.** A cold start without SnapStart runs "
+                f"the init: `import app` as deployed took {init:.0f} ms (median) on this machine (Lambda reports it "
+                "as Init Duration; at 256 MB a function gets a fraction of a vCPU, so it is likely slower there). "
+                "With SnapStart that is replaced by the restore (Restore Duration in the REPORT line; AWS publishes "
+                "no figure for Python, and none can be measured here) plus the after-restore hook (re-seeding "
+                "`random`: microseconds). So the estimate is: up to the init time per cold start, less the restore. "
+                "It does not save the first request's own work: TLS connections to DynamoDB, Secrets Manager and "
+                "OpenAI and reading the two secrets" + (f" ({first:.0f} ms here for the first vend, on loopback "
+                                                        "without TLS: a lower bound)" if first else "") + "."]
     return out
 
 
@@ -266,6 +397,12 @@ _COMPARED = [
     ("Cold: ratio to `import boto3, httpx`", "cold", "ratio", "x"),
     ("Cold: `import app` (tracing on)", "cold", "app_traced_ms", "ms"),
     ("Cold: `import app`, package without bytecode", "cold", "app_no_pyc_ms", "ms"),
+    ("Cold: ratio to `import boto3, httpx` and the function's clients", "cold", "ratio_to_floor_clients", "x"),
+]
+_COMPARED_CALL = [
+    ("Warm call setup: handler p50", "handler_p50_ms", "ms"),
+    ("Warm call setup: ratio p50 to the floor", "ratio_p50", "x"),
+    ("Warm call setup: handler CPU", "handler_cpu_ms", "ms"),
 ]
 
 
@@ -291,8 +428,29 @@ def _compare(results: dict[str, Any], base: dict[str, Any]) -> list[str]:
         b, a = before_deployed["median"], after_deployed["median"]
         out.append(f"| Cold: `import app` as deployed (before: the package had no bytecode; after: it ships it) | "
                    f"{b:.2f} ms | {a:.2f} ms | {(a / b - 1) * 100:+.0f}% |")
+    for label, key, unit in _COMPARED_CALL:
+        before = ((base.get("warm") or {}).get("call") or {}).get(key)
+        after = ((results.get("warm") or {}).get("call") or {}).get(key)
+        if before and after:
+            b, a = before["median"], after["median"]
+            out.append(f"| {label} | {b:.2f} {unit} | {a:.2f} {unit} | {(a / b - 1) * 100:+.0f}% |")
     bp, ap = base.get("package") or {}, results.get("package") or {}
     if bp.get("zipped_bytes") and ap.get("zipped_bytes"):
         b, a = bp["zipped_bytes"], ap["zipped_bytes"]
         out.append(f"| Package, zipped | {_mb(b)} | {_mb(a)} | {(a / b - 1) * 100:+.0f}% |")
+    out += _importtime_compare((base.get("cold") or {}).get("import_groups") or {},
+                               (results.get("cold") or {}).get("import_groups") or {})
+    return out
+
+
+def _importtime_compare(before: dict[str, float], after: dict[str, float]) -> list[str]:
+    """`-X importtime` self time per package, before and after, the largest of either first."""
+    if not before or not after:
+        return []
+    names = sorted(set(before) | set(after), key=lambda n: -max(before.get(n, 0.0), after.get(n, 0.0)))[:20]
+    out = ["", "`-X importtime` under `import app`, self time per package (ms, median of several runs; tracing off; "
+           "`app` is the module's own work, chiefly building the clients):", "",
+           "| Package | Before | After |", "|---|---|---|"]
+    out += [f"| {n} | {before.get(n, 0.0):.1f} | {after.get(n, 0.0):.1f} |" for n in names]
+    out.append(f"| **All** | {sum(before.values()):.1f} | {sum(after.values()):.1f} |")
     return out

@@ -1,10 +1,13 @@
-"""The warm-vend measurement, run in its own process with the function's environment (as a Lambda container).
+"""The warm measurements, run in their own process with the function's environment (as a Lambda container).
 
-`python -m bench.warm_worker CONFIG.json RESULT.json`. Imports the handler, then alternates runs of `POST /token`
-through `lambda_handler` with runs of the floor: the same TransactWriteItems with bare botocore and the same
-`POST /realtime/client_secrets` with bare httpx, and nothing else. A counting phase (not timed) records what each
-vend sends: AWS requests per service and operation (botocore `before-send` hooks on every client), new TCP
-connections to AWS and to OpenAI, and OpenAI requests.
+`python -m bench.warm_worker CONFIG.json RESULT.json`. Imports the handler, then, for a token vend and for a call
+setup, alternates requests through `lambda_handler` with the floor: the same AWS and OpenAI requests made with
+bare botocore and httpx, and nothing else. A vend's floor is the TransactWriteItems and
+`POST /realtime/client_secrets`; a call setup's is the TransactWriteItems, `POST /realtime/calls` (the offer and
+the session, multipart), the PutItem of the call's record and the StartExecution of its timer. A counting phase
+(not timed) records what each request sends: AWS requests per service and operation (botocore `before-send` hooks
+on every client), new TCP connections to AWS and to OpenAI, and OpenAI requests. Every call set up, by the handler
+or the floor, is hung up at the stand-in right after it is timed, so the stand-in never carries more than one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import resource
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,6 +94,58 @@ class Counters:
         httpx.HTTPTransport.handle_request = counting_handle  # type: ignore[method-assign]
 
 
+    def count(self, request: Callable[[], float], n: int, floor_items: list[dict[str, Any]]) -> dict[str, Any]:
+        """What `n` requests send, per request; and whether the floor's transaction has the handler's shape."""
+        self.aws.clear()
+        self.transactions.clear()
+        self.aws_connections = self.openai_connections = self.openai_requests = 0
+        self.on = True
+        for _ in range(n):
+            request()
+        self.on = False
+        handler_shapes = {json.dumps(_shape(t)) for t in self.transactions}
+
+        def per_request(*prefixes: str, exclude: tuple[str, ...] = ()) -> float:
+            return sum(v for k, v in self.aws.items() if k.startswith(prefixes) and not k.startswith(exclude)) / n
+
+        return {
+            "vends": n,
+            "aws_requests": dict(self.aws),
+            "dynamodb_requests_per_vend": per_request("dynamodb:"),
+            "secretsmanager_requests_per_vend": per_request("secretsmanager:"),
+            "stepfunctions_requests_per_vend": per_request("states:", "stepfunctions:"),
+            "other_aws_requests_per_vend": per_request("", exclude=("dynamodb:", "secretsmanager:", "states:",
+                                                                    "stepfunctions:")),
+            "new_aws_connections": self.aws_connections,
+            "openai_requests_per_vend": self.openai_requests / n,
+            "new_openai_connections": self.openai_connections,
+            "floor_transaction_same_shape": handler_shapes == {json.dumps(_shape(floor_items))},
+        }
+
+
+def _timed_run(handler: Callable[[], float], floor: Callable[[], float], n: int) -> dict[str, Any]:
+    """Pairs, alternating which goes first, so drift in moto's speed hits both alike."""
+    handler_ms: list[float] = []
+    floor_ms: list[float] = []
+    cpu = {"handler": 0.0, "floor": 0.0}
+    gc.collect()
+    for i in range(n):
+        pair = (("handler", handler_ms, handler), ("floor", floor_ms, floor))
+        for name, sink, fn in (pair if i % 2 == 0 else pair[::-1]):
+            c0 = time.process_time()
+            sink.append(fn())
+            cpu[name] += time.process_time() - c0
+    return {"handler_ms": handler_ms, "floor_ms": floor_ms, "handler_cpu_ms": cpu["handler"] * 1000 / n,
+            "floor_cpu_ms": cpu["floor"] * 1000 / n}
+
+
+def _offer() -> str:
+    """A real WebRTC offer (aiortc, as a browser makes it), made once: every call setup sends it."""
+    from tests.integration.offers import make_offer
+
+    return make_offer()
+
+
 CALLERS = 8  # a small pool: with the run's generous limits every vend is allowed, and the table stays small
 
 
@@ -120,6 +176,7 @@ def main(config_path: str, result_path: str) -> None:
     import_ms = (time.perf_counter() - started) * 1000
 
     from local.apigw import LambdaContext, Route, http_api_event
+    from tokenvend.calls import LEASH_SLACK_SECONDS
 
     route = Route("POST", "/token")
     body = json.dumps({"voice": "cedar"})
@@ -143,6 +200,7 @@ def main(config_path: str, result_path: str) -> None:
 
     first_vend_ms = vend()
     rss_after_first_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    offer = _offer()
 
     # --- the floor: the same two requests with bare botocore and httpx -------------------------------------
     import botocore.session
@@ -161,7 +219,8 @@ def main(config_path: str, result_path: str) -> None:
     openai_headers = {"Authorization": f"Bearer {config['openai_key']}", "OpenAI-Safety-Identifier": "f" * 64}
     table = config["table"]
 
-    def floor_items(n: int) -> list[dict[str, Any]]:
+    def floor_items(n: int, counter: str = "issued", amount: int = 1,
+                    limit: int = int(config["daily_limit"])) -> list[dict[str, Any]]:
         now = int(time.time() * 1000)
         day_start = datetime.fromtimestamp(now / 1000, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         day_end = int((day_start + timedelta(days=1)).timestamp() * 1000)
@@ -178,10 +237,10 @@ def main(config_path: str, result_path: str) -> None:
             }},
             {"Update": {
                 "TableName": table, "Key": {"pk": {"S": f"day#{day_start:%Y-%m-%d}"}},
-                "UpdateExpression": "ADD #count :one SET #ttl = :ttl",
-                "ConditionExpression": "attribute_not_exists(#count) OR #count < :limit",
-                "ExpressionAttributeNames": {"#count": "issued", "#ttl": "ttl"},
-                "ExpressionAttributeValues": {":one": {"N": "1"}, ":limit": {"N": config["daily_limit"]},
+                "UpdateExpression": "ADD #count :amount SET #ttl = :ttl",
+                "ConditionExpression": "attribute_not_exists(#count) OR #count <= :room",
+                "ExpressionAttributeNames": {"#count": counter, "#ttl": "ttl"},
+                "ExpressionAttributeValues": {":amount": {"N": str(amount)}, ":room": {"N": str(limit - amount)},
                                               ":ttl": {"N": str(day_end // 1000 + 86_400)}},
             }},
             {"ConditionCheck": {
@@ -203,47 +262,74 @@ def main(config_path: str, result_path: str) -> None:
             raise RuntimeError(f"floor failed: {response.status_code}")
         return elapsed * 1000
 
+    # --- the call setup: the same four requests with bare botocore and httpx -----------------------------------
+    floor_stepfunctions = botocore.session.get_session().create_client(
+        "stepfunctions", region_name=config["region"], endpoint_url=config["aws_endpoint"],
+        config=Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 2}))
+    call_session = json.dumps(policy.realtime_session(policy.choose("cedar", None)))
+    calls_url = f"{config['openai_base_url'].rstrip('/')}/realtime/calls"
+    reserved = app.settings.max_call_seconds + LEASH_SLACK_SECONDS
+    call_body = json.dumps({"sdp": offer, "voice": "cedar"})
+
+    def hang_up(call_id: str) -> None:
+        """Not timed and not counted: the benchmark's own request, which keeps the stand-in at one live call."""
+        counting, counters.on = counters.on, False
+        floor_http.post(f"{calls_url}/{call_id}/hangup", headers=openai_headers)
+        counters.on = counting
+
+    def call() -> float:
+        request = http_api_event("POST", "/calls", route=Route("POST", "/calls"),
+                                 headers={"content-type": "application/json"}, body=call_body,
+                                 source_ip=_ip(next(serial)))
+        context = LambdaContext()
+        t0 = time.perf_counter()
+        result = app.lambda_handler(request, context)
+        elapsed = time.perf_counter() - t0
+        if result["statusCode"] != 201:
+            raise RuntimeError(f"call setup failed: {result['statusCode']} {result['body']}")
+        hang_up(json.loads(result["body"])["call_id"])
+        return elapsed * 1000
+
+    def floor_call() -> float:
+        n = next(serial)
+        now = time.time()
+        t0 = time.perf_counter()
+        floor_dynamodb.transact_write_items(TransactItems=floor_items(
+            n, counter="call_seconds", amount=reserved, limit=app.settings.limits.daily_call_seconds))
+        response = floor_http.post(calls_url, headers={**openai_headers, "Accept": "application/sdp"},
+                                   files={"sdp": (None, offer, "application/sdp"),
+                                          "session": (None, call_session, "application/json")})
+        call_id = response.headers.get("location", "").rsplit("/", 1)[-1]
+        ends_at = int(now) + app.settings.max_call_seconds
+        floor_dynamodb.put_item(TableName=table, ConditionExpression="attribute_not_exists(pk)", Item={
+            "pk": {"S": f"call#{call_id}"}, "caller": {"S": "f" * 64}, "backend": {"S": "realtime"},
+            "started_at": {"N": str(int(now))}, "ends_at": {"N": str(ends_at)},
+            "reserved_seconds": {"N": str(reserved)}, "day": {"S": time.strftime("%Y-%m-%d", time.gmtime(now))},
+            "hangup_token_sha256": {"S": "0" * 64}, "state": {"S": "active"}, "active": {"S": "calls"},
+            "ttl": {"N": str(ends_at + 86_400)}})
+        floor_stepfunctions.start_execution(stateMachineArn=app.settings.state_machine_arn, name=call_id,
+                                            input=json.dumps({"call_id": call_id, "hangup_at": time.strftime(
+                                                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(ends_at))}))
+        elapsed = time.perf_counter() - t0
+        if response.status_code != 201 or not call_id.startswith("rtc_"):
+            raise RuntimeError(f"floor call failed: {response.status_code}")
+        hang_up(call_id)
+        return elapsed * 1000
+
     for _ in range(config["warmup"]):
         vend()
         floor()
+    for _ in range(config["call_warmup"]):
+        call()
+        floor_call()
 
-    # --- what one warm vend sends (counted, not timed) -------------------------------------------------------
-    counters.on = True
-    for _ in range(config["count_vends"]):
-        vend()
-    counters.on = False
-    n = config["count_vends"]
-    handler_shapes = {json.dumps(_shape(t)) for t in counters.transactions}
-    counts = {
-        "vends": n,
-        "aws_requests": dict(counters.aws),
-        "dynamodb_requests_per_vend": sum(v for k, v in counters.aws.items() if k.startswith("dynamodb:")) / n,
-        "secretsmanager_requests_per_vend": sum(v for k, v in counters.aws.items()
-                                                if k.startswith("secretsmanager:")) / n,
-        "other_aws_requests_per_vend": sum(v for k, v in counters.aws.items()
-                                           if not k.startswith(("dynamodb:", "secretsmanager:"))) / n,
-        "new_aws_connections": counters.aws_connections,
-        "openai_requests_per_vend": counters.openai_requests / n,
-        "new_openai_connections": counters.openai_connections,
-        "floor_transaction_same_shape": handler_shapes == {json.dumps(_shape(floor_items(0)))},
-    }
+    # --- what one warm vend or call setup sends (counted, not timed) -----------------------------------------
+    counts = counters.count(vend, config["count_vends"], floor_items(0))
+    call_counts = counters.count(call, config["count_calls"], floor_items(
+        0, counter="call_seconds", amount=reserved, limit=app.settings.limits.daily_call_seconds))
 
-    # --- timed runs: pairs, alternating which goes first, so drift in moto's speed hits both alike -----------
-    runs = []
-    for _ in range(config["runs"]):
-        handler_ms: list[float] = []
-        floor_ms: list[float] = []
-        cpu = {"handler": 0.0, "floor": 0.0}
-        gc.collect()
-        for i in range(config["vends"]):
-            pair = (("handler", handler_ms, vend), ("floor", floor_ms, floor))
-            for name, sink, fn in (pair if i % 2 == 0 else pair[::-1]):
-                c0 = time.process_time()
-                sink.append(fn())
-                cpu[name] += time.process_time() - c0
-        runs.append({"handler_ms": handler_ms, "floor_ms": floor_ms,
-                     "handler_cpu_ms": cpu["handler"] * 1000 / config["vends"],
-                     "floor_cpu_ms": cpu["floor"] * 1000 / config["vends"]})
+    runs = [_timed_run(vend, floor, config["vends"]) for _ in range(config["runs"])]
+    call_runs = [_timed_run(call, floor_call, config["calls"]) for _ in range(config["runs"])]
 
     result = {
         "import_ms": import_ms,
@@ -253,6 +339,7 @@ def main(config_path: str, result_path: str) -> None:
         "log_bytes_per_vend": Path(config["log_path"]).stat().st_size / vends[0],
         "counts": counts,
         "runs": runs,
+        "call": {"counts": call_counts, "runs": call_runs},
     }
     Path(result_path).write_text(json.dumps(result))
 
