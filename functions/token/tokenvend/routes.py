@@ -15,7 +15,6 @@ CALLS_MAX_BODY = 16 * 1024  # an SDP offer with its ICE candidates is a few KB
 class Route:
     method: str
     path: str  # as API Gateway writes it: /calls/{call_id}/hangup
-    json_body: bool = False
     max_body: int = DEFAULT_MAX_BODY
 
     @property
@@ -28,9 +27,9 @@ class Route:
         return re.fullmatch(pattern, path) is not None
 
 
-CALLS = Route("POST", "/calls", json_body=True, max_body=CALLS_MAX_BODY)
-HANGUP = Route("POST", "/calls/{call_id}/hangup", json_body=True)
-TOKEN = Route("POST", "/token", json_body=True)
+CALLS = Route("POST", "/calls", max_body=CALLS_MAX_BODY)
+HANGUP = Route("POST", "/calls/{call_id}/hangup")
+TOKEN = Route("POST", "/token")
 OPTIONS = Route("GET", "/options")
 HEALTH = Route("GET", "/health")
 OPENAPI = Route("GET", "/openapi.json")
