@@ -11,6 +11,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
@@ -30,13 +31,22 @@ AWS_ENV = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With `-n 2 --dist loadgroup` (make test): a test file stays in one worker, and the security suite stays
-    together in one, so that its leak scan, which runs last, reads the output of every security test."""
-    for item in items:
-        group = "security" if "security" in item.path.parts else item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
+    together in one, so that its leak scan, which runs last, reads the output of every security test.
+
+    A scheduler of our own rather than `xdist_group` marks: pytest 9 names a node by `Node._id`, and xdist 3.8
+    still appends the group to `_nodeid`, so the marks are silently ignored and the suite is split."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SecuritySuiteTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "security" if "/security/" in path else path
+
+    return SecuritySuiteTogether(config, log)
 
 
 @pytest.fixture(scope="session")
