@@ -21,6 +21,10 @@ FLOOR = "import boto3, httpx"
 # Manager, Step Functions, OpenAI): what Powertools and our own code add is the rest.
 FLOOR_CLIENTS = ("import boto3, httpx; s = boto3.session.Session(); s.client('dynamodb'); s.client('secretsmanager'); "
                  "s.client('stepfunctions'); httpx.Client()")
+# The floor plus the Powertools modules the function imports (the project's framework), and nothing of ours: how
+# much of the goal the framework leaves for the clients and our code.
+FLOOR_FRAMEWORK = ("import boto3, httpx; import aws_lambda_powertools.event_handler, aws_lambda_powertools.logging, "
+                   "aws_lambda_powertools.metrics, aws_lambda_powertools.utilities.parameters")
 
 _PROBE = """
 import sys, time
@@ -56,7 +60,8 @@ def _probe(path: list[str], statement: str, env: dict[str, str], *, no_bytecode:
 def measure(path: list[str], *, runs: int, layer_path: list[str] | None = None) -> dict[str, Any]:
     env_off = _env(tracing=False, task_root=path[0])
     env_on = _env(tracing=True, task_root=path[0])
-    samples: dict[str, list[float]] = {"floor": [], "floor_clients": [], "app": [], "app_traced": [],
+    samples: dict[str, list[float]] = {"floor": [], "floor_clients": [], "floor_framework": [], "app": [],
+                                       "app_traced": [],
                                        "floor_no_pyc": [], "app_no_pyc": [], "app_layer": []}
     # Lambda's /var/task is read-only: bytecode the package does not ship is compiled again on every cold start.
     # A copy of the package without __pycache__, imported with -B, shows that cost (the layer and the runtime ship
@@ -64,11 +69,13 @@ def measure(path: list[str], *, runs: int, layer_path: list[str] | None = None) 
     bare = Path(tempfile.mkdtemp(prefix="bench-nopyc-")) / "TokenFunction"
     shutil.copytree(path[0], bare, ignore=shutil.ignore_patterns("__pycache__"))
     no_pyc_path = [str(bare), *path[1:]]
-    for statement in (FLOOR, FLOOR_CLIENTS, "import app"):  # warm the file cache: the first probe reads the disk
+    # Warm the file cache first: the first probe of a statement reads the disk.
+    for statement in (FLOOR, FLOOR_CLIENTS, FLOOR_FRAMEWORK, "import app"):
         _probe(path, statement, env_off)
     for _ in range(runs):  # interleaved, so drift in the machine's speed hits all alike
         samples["floor"].append(_probe(path, FLOOR, env_off))
         samples["floor_clients"].append(_probe(path, FLOOR_CLIENTS, env_off))
+        samples["floor_framework"].append(_probe(path, FLOOR_FRAMEWORK, env_off))
         samples["app"].append(_probe(path, "import app", env_off))
         samples["app_traced"].append(_probe(path, "import app", env_on))
         samples["floor_no_pyc"].append(_probe(no_pyc_path, FLOOR, env_off, no_bytecode=True))
@@ -84,6 +91,9 @@ def measure(path: list[str], *, runs: int, layer_path: list[str] | None = None) 
         "floor_clients_ms": Spread.of(samples["floor_clients"], "ms").as_dict(),
         "ratio_to_floor_clients": Spread.of([a / f for a, f in zip(samples["app"], samples["floor_clients"],
                                                                     strict=True)], "x").as_dict(),
+        "floor_framework_ms": Spread.of(samples["floor_framework"], "ms").as_dict(),
+        "ratio_framework": Spread.of([a / f for a, f in zip(samples["floor_framework"], samples["floor"],
+                                                             strict=True)], "x").as_dict(),
         "app_ms": Spread.of(samples["app"], "ms").as_dict(),
         "ratio": ratio.as_dict(),
         "app_traced_ms": Spread.of(samples["app_traced"], "ms").as_dict(),

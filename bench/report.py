@@ -219,6 +219,9 @@ def _cold(c: dict[str, Any]) -> list[str]:
         f"clients, one httpx.Client) | "
         f"{_s(c['floor_clients_ms'], 0)} |",
         f"| `import app` (tracing off) / that floor | {_s(c['ratio_to_floor_clients'])} |",
+        f"| Floor plus the Powertools modules the function imports (event handler, logging, metrics, parameters), "
+        f"nothing of ours | {_s(c.get('floor_framework_ms'), 0)} |",
+        f"| That / the floor: the framework's own share of the ratio | {_s(c.get('ratio_framework'))} |",
         f"| Floor, package without bytecode (as /var/task is read-only) | {_s(c.get('floor_no_pyc_ms'), 0)} |",
         f"| `import app`, package without bytecode | {_s(c.get('app_no_pyc_ms'), 0)} |",
         f"| Ratio without bytecode | {_s(c.get('ratio_no_pyc'))} |",
@@ -245,12 +248,18 @@ def _cold(c: dict[str, Any]) -> list[str]:
 def _cold_goal(c: dict[str, Any]) -> list[str]:
     """Why the ratio is what it is: the part of it that is the clients, which the floor leaves out."""
     floor, clients, app = c["floor_ms"]["median"], c["floor_clients_ms"]["median"], c["app_ms"]["median"]
-    return [f"What the ratio is made of (medians): building the clients the function needs on every metered request "
-            f"costs {clients - floor:.0f} ms on top of the floor ({clients / floor:.2f}x the floor by itself); "
-            f"everything else `import app` does (Powertools' Logger, Metrics, event handler and Parameters, our "
-            f"code, the settings) costs {app - clients:.0f} ms ({app / clients:.2f}x the floor with the clients). "
-            "Building the clients on first use instead would only move that time into the first request (and out "
-            "of a SnapStart snapshot), so the function builds them at init.", ""]
+    out = [f"What the ratio is made of (medians): building the clients the function needs on every metered request "
+           f"costs {clients - floor:.0f} ms on top of the floor ({clients / floor:.2f}x the floor by itself); "
+           f"everything else `import app` does (Powertools' Logger, Metrics, event handler and Parameters, our "
+           f"code, the settings) costs {app - clients:.0f} ms ({app / clients:.2f}x the floor with the clients). "
+           "Building the clients on first use instead would only move that time into the first request (and out "
+           "of a SnapStart snapshot), so the function builds them at init."]
+    framework = (c.get("floor_framework_ms") or {}).get("median")
+    if framework:
+        out[0] += (f" Importing Powertools alone, the project's framework, takes {framework - floor:.0f} ms "
+                   f"({framework / floor:.2f}x the floor): with it, a goal of 1.3x of `import boto3, httpx` leaves "
+                   f"{max(0.0, 1.3 * floor - framework):.0f} ms for building the clients and for our own code.")
+    return [*out, ""]
 
 
 def _package(p: dict[str, Any]) -> list[str]:
