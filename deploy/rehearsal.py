@@ -28,8 +28,8 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from deploy import checks, providers
-from deploy.rules import check_rules
 from local.parameters import validate
+from local.rules import check_rules
 from local.template_stack import load_template, translate
 
 PACKAGE_BUCKET = "rehearsal-packages"

@@ -3,7 +3,8 @@
 PORT picks the port (default 8000), PARAMETER_OVERRIDES the stack parameters as for
 `sam deploy --parameter-overrides` ("MaxCallSeconds=20 DailyCallMinutes=2"), OPENAI_API_KEY and OPENAI_BASE_URL
 the real OpenAI instead of the stand-in.
-Exit codes: 0 stopped, 1 the port is busy, 2 PORT or a stack parameter is refused.
+Exit codes: 0 stopped, 1 the port is busy, 2 PORT or a stack parameter is refused (by the template's constraints,
+or by a function that cannot start with it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 
+from local.functions import FunctionStartError
 from local.listener import PortBusy
 from local.parameters import ParameterError, parse_overrides
 from local.supervision import stop_on_signals
@@ -43,6 +45,9 @@ def main() -> int:
     except PortBusy as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except FunctionStartError as exc:  # start() has stopped what it had started
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # start() has stopped what it had started
         print("Stopped.", flush=True)
         return 0

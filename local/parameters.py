@@ -1,6 +1,6 @@
 """Stack parameters for the local system, given as to `sam deploy --parameter-overrides` and checked against the
-template's own constraints before anything starts, with the message CloudFormation would give naming the
-parameter."""
+template's own constraints (each parameter's, then the template's Rules) before anything starts, with the message
+CloudFormation would give naming the parameter."""
 
 from __future__ import annotations
 
@@ -9,27 +9,37 @@ import re
 import shlex
 from typing import Any
 
+from local.rules import RuleError, check_rules
+
 
 class ParameterError(ValueError):
     pass
 
 
 def parse_overrides(text: str) -> dict[str, str]:
-    """`Name=Value Other="a value"`: space-separated, values may be quoted (shell rules)."""
+    """Either form `sam deploy --parameter-overrides` takes, space-separated, values may be quoted (shell rules):
+    `Name=Value Other="a value"` or `ParameterKey=Name,ParameterValue=Value`."""
     try:
         words = shlex.split(text)
     except ValueError as exc:
         raise ParameterError(f"PARAMETER_OVERRIDES: {exc}") from None
     values: dict[str, str] = {}
     for word in words:
-        name, equals, value = word.partition("=")
-        if not equals or not name:
-            raise ParameterError(f"PARAMETER_OVERRIDES: {word!r} is not Name=Value")
+        long_form = re.fullmatch(r"ParameterKey=([^,=]+),ParameterValue=(.*)", word, flags=re.DOTALL)
+        if long_form:
+            name, value = long_form.groups()
+        elif word.startswith("ParameterKey="):
+            raise ParameterError(f"PARAMETER_OVERRIDES: {word!r} is not ParameterKey=Name,ParameterValue=Value")
+        else:
+            name, equals, value = word.partition("=")
+            if not equals or not name:
+                raise ParameterError(f"PARAMETER_OVERRIDES: {word!r} is not Name=Value")
         values[name] = value
     return values
 
 
-def validate(values: dict[str, str], declared: dict[str, dict[str, Any]]) -> None:
+def validate(values: dict[str, str], declared: dict[str, dict[str, Any]],
+             rules: dict[str, dict[str, Any]] | None = None) -> None:
     for name, value in values.items():
         if name not in declared:
             close = difflib.get_close_matches(name, declared, n=1)
@@ -38,6 +48,10 @@ def validate(values: dict[str, str], declared: dict[str, dict[str, Any]]) -> Non
         problem = _problem(value, declared[name])
         if problem:
             raise ParameterError(f"{name}={value!r}: {problem}")
+    try:
+        check_rules({"Parameters": declared, "Rules": rules or {}}, values)
+    except RuleError as exc:
+        raise ParameterError(f"rule {exc}") from None
 
 
 def _problem(value: str, spec: dict[str, Any]) -> str | None:

@@ -19,6 +19,7 @@ import json
 import logging
 import secrets
 import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,7 +60,8 @@ class LocalSystem:
         starts. `sweeper_period_seconds` replaces the schedules' rate(...) (a minute is long for a test);
         `template` lets a test run another template (a function that fails on purpose)."""
         self._parameters = dict(parameters or {})
-        validate(self._parameters, load_template(template).get("Parameters", {}))
+        declared = load_template(template)
+        validate(self._parameters, declared.get("Parameters", {}), declared.get("Rules", {}))
         self._host = host
         self._port, self._page_port = port, page_port
         self._openai_api_key = openai_api_key
@@ -173,8 +175,13 @@ class LocalSystem:
             self.pools[logical] = FunctionPool(env, containers=self._containers, log_path=self.function_log,
                                                handler=function.handler, code_dir=function.code_dir, name=logical,
                                                memory_mb=function.memory_mb, timeout_s=function.timeout_s)
+        cancelled = threading.Event()
         with ThreadPoolExecutor(max_workers=len(self.pools) or 1) as warming:
-            list(warming.map(FunctionPool.warm, self.pools.values()))
+            try:
+                list(warming.map(lambda pool: pool.warm(cancelled=cancelled), self.pools.values()))
+            except BaseException:  # a signal, or a function that cannot start: no warm-up may hold the stop
+                cancelled.set()
+                raise
 
     def stop(self) -> None:
         for listener in self._listeners:

@@ -38,6 +38,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "API_KEY_RATE_PER_HOUR": RATE_PER_HOUR_RANGE,
     "GLOBAL_DAILY_LIMIT": (0, 10_000_000),
 }
+# What CloudFormation takes for a Number parameter: digits with an optional fraction (no exponent, nan or inf).
+_NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)")
 PRESET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 VOICE_BACKENDS = ("realtime", "live")
 LIVE_MODEL = re.compile(r"^gpt-live-[0-9][a-z0-9.-]{0,30}$")
@@ -129,25 +131,19 @@ class _Env:
         return self._env.get(name, "").strip() or None
 
     def int(self, name: str, default: int) -> int:
-        low, high = RANGES[name]
-        raw = self.str(name, str(default))
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-        if not low <= value <= high:
-            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
-        return value
+        """A whole number. A Number stack parameter may also be a fraction (CloudFormation takes 10.5): it is
+        rounded down, toward less time and fewer calls, after the range check (whose ends are whole, so the
+        result stays inside)."""
+        return math.floor(self.float(name, default))
 
     def float(self, name: str, default: float) -> float:
         low, high = RANGES[name]
         raw = self.str(name, str(default))
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-        if not math.isfinite(value) or not low <= value <= high:
-            raise SettingsError(f"{name} must be between {low} and {high}, got {raw}")
+        if _NUMBER.fullmatch(raw) is None:
+            raise SettingsError(f"{name} must be a number, got {raw!r}")
+        value = float(raw)
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {_plain(low)} and {_plain(high)}, got {raw}")
         return value
 
     def bool(self, name: str, default: bool) -> bool:
@@ -224,7 +220,7 @@ def _parse(env: _Env) -> Settings:
             api_key_burst=env.int("API_KEY_BURST", 20),
             api_key_rate_per_hour=env.float("API_KEY_RATE_PER_HOUR", 120),
             global_daily_limit=env.int("GLOBAL_DAILY_LIMIT", 500),
-            daily_call_seconds=60 * env.int("DAILY_CALL_MINUTES", 60),
+            daily_call_seconds=math.floor(60 * env.float("DAILY_CALL_MINUTES", 60)),
             allow_anonymous=env.bool("ALLOW_ANONYMOUS", True),
             issuing_paused=env.bool("ISSUING_PAUSED", False),
         ),
@@ -286,3 +282,7 @@ class LeashSettings:
             table_name=e.str("TABLE_NAME"),
             secret_cache_seconds=e.int("SECRET_CACHE_SECONDS", 300),
         )
+
+
+def _plain(bound: float) -> str:
+    return str(int(bound)) if bound == int(bound) else str(bound)

@@ -33,10 +33,9 @@ def _inherit_hostile_dispositions() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGHUP})
 
 
-def _start(port: int, hostile: bool = False) -> subprocess.Popen[str]:
-    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+def _start(port: int, hostile: bool = False, overrides: str = "") -> subprocess.Popen[str]:
+    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1", "PARAMETER_OVERRIDES": overrides}
     env.pop("OPENAI_API_KEY", None)
-    env.pop("PARAMETER_OVERRIDES", None)
     return subprocess.Popen([sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
                             preexec_fn=_inherit_hostile_dispositions if hostile else None)
@@ -172,9 +171,14 @@ def test_a_signal_during_start_up_stops_it_cleanly(port: int, processes: list[su
     assert _left_behind({**below, **_descendants(process.pid)}, GONE_SECONDS) == []
 
 
-@pytest.mark.parametrize("overrides, named", [("MaxCallSeconds=5", "MaxCallSeconds='5': must be at least 10"),
-                                              ("DailyCallMinutes=2 EnableTokenRoute=yes", "EnableTokenRoute"),
-                                              ("MaxCallSecs=20", "did you mean MaxCallSeconds")])
+@pytest.mark.parametrize("overrides, named", [
+    ("MaxCallSeconds=5", "MaxCallSeconds='5': must be at least 10"),
+    ("DailyCallMinutes=2 EnableTokenRoute=yes", "EnableTokenRoute"),
+    ("MaxCallSecs=20", "did you mean MaxCallSeconds"),
+    ("ParameterKey=MaxCallSeconds,ParameterValue=5", "MaxCallSeconds='5': must be at least 10"),
+    # The template's Rules are CloudFormation's too: a deploy would refuse this pair before creating anything.
+    ("AllowedVoices=marin DefaultVoice=cedar", "DefaultVoice must be one of AllowedVoices"),
+])
 def test_a_refused_parameter_exits_2_naming_it_before_anything_starts(port: int, overrides: str, named: str) -> None:
     env = {**os.environ, "PORT": str(port), "PARAMETER_OVERRIDES": overrides}
     done = subprocess.run([sys.executable, "-m", "local"], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -182,3 +186,31 @@ def test_a_refused_parameter_exits_2_naming_it_before_anything_starts(port: int,
     assert done.returncode == 2
     assert named in done.stderr
     assert "Starting" not in done.stdout
+
+
+def test_a_function_that_cannot_start_ends_the_start_up_at_once_with_its_reason(
+        port: int, processes: list[subprocess.Popen[str]]) -> None:
+    """A value the template's constraints allow but the function refuses (what a deploy would only show as every
+    request failing): no half-up system waiting on containers that will never be ready, but exit 2 with the reason,
+    and nothing left running."""
+    process = _start(port, overrides="InstructionPresets=not-json")
+    processes.append(process)
+    started = time.monotonic()
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 2, output
+    assert "cannot start" in output and "INSTRUCTION_PRESETS" in output, output
+    assert "Traceback" not in output, "the traceback goes to the function log, the console gets the reason"
+    assert time.monotonic() - started < 45, "it did not wait out the containers' start-up timeout"
+    assert _left_behind(_descendants(process.pid), GONE_SECONDS) == []
+
+
+def test_a_stack_parameter_given_in_sam_deploys_long_form_is_taken(port: int,
+                                                                   processes: list[subprocess.Popen[str]]) -> None:
+    process = _start(port, overrides="ParameterKey=MaxCallSeconds,ParameterValue=42.5")
+    processes.append(process)
+    _wait_healthy(process, port)
+    options = httpx.get(f"http://127.0.0.1:{port}/options", timeout=10).json()
+    assert options["max_call_seconds"] == 42  # a fraction, as CloudFormation allows, rounded down
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from deploy.rules import RuleError, check_rules
 from local.parameters import ParameterError, validate
+from local.rules import RuleError, check_rules
 from local.template_stack import load_template, template_function_env
 from tokenvend.settings import (
     DEFAULT_OPENAI_BASE_URL,
@@ -78,6 +78,17 @@ def test_good_values() -> None:
     assert not s.limits.allow_anonymous and s.limits.issuing_paused
 
 
+def test_a_fraction_a_number_parameter_may_be_is_rounded_down_toward_less_spend() -> None:
+    settings = Settings.from_env({**REQUIRED, "MAX_CALL_SECONDS": "10.9", "ANONYMOUS_BURST": "2.5",
+                                  "TOKEN_TTL_SECONDS": "30.5", "SECRET_CACHE_SECONDS": "1.5",
+                                  "DAILY_CALL_MINUTES": "0.5"})
+    assert settings.max_call_seconds == 10
+    assert settings.limits.anonymous_burst == 2
+    assert settings.token_ttl_seconds == 30
+    assert settings.secret_cache_seconds == 1
+    assert settings.limits.daily_call_seconds == 30  # minutes count to the second
+
+
 def test_token_ttl_bounds_are_inclusive() -> None:
     assert parse(TOKEN_TTL_SECONDS="10").token_ttl_seconds == 10
     assert parse(TOKEN_TTL_SECONDS="600").token_ttl_seconds == 600
@@ -96,7 +107,7 @@ def test_required_variables(name: str) -> None:
     ("TOKEN_TTL_SECONDS", "9"),
     ("TOKEN_TTL_SECONDS", "601"),
     ("TOKEN_TTL_SECONDS", "7200"),
-    ("TOKEN_TTL_SECONDS", "60.5"),
+    ("TOKEN_TTL_SECONDS", "6e1"),
     ("TOKEN_TTL_SECONDS", "sixty"),
     ("ALLOWED_VOICES", "marin,nova"),
     ("ALLOWED_VOICES", "Marin"),
@@ -133,7 +144,7 @@ def test_required_variables(name: str) -> None:
     ("MAX_OUTPUT_TOKENS", "4097"),
     ("MAX_OUTPUT_TOKENS", "lots"),
     ("ANONYMOUS_BURST", "0"),
-    ("ANONYMOUS_BURST", "1.5"),
+    ("ANONYMOUS_BURST", "0.5"),
     ("ANONYMOUS_RATE_PER_HOUR", "0"),
     ("ANONYMOUS_RATE_PER_HOUR", "-1"),
     ("ANONYMOUS_RATE_PER_HOUR", "inf"),
@@ -255,6 +266,8 @@ def _accepted_by_constraints(name: str) -> list[str]:
     values = [str(spec["Default"]), *MORE_ACCEPTED.get(name, [])]
     values += [str(v) for v in spec.get("AllowedValues", []) if name != "AllowedVoices"]
     values += [str(spec[k]) for k in ("MinValue", "MaxValue") if k in spec]
+    if spec["Type"] == "Number" and float(spec["MinValue"]) + 0.5 <= float(spec["MaxValue"]):
+        values.append(str(float(spec["MinValue"]) + 0.5))  # CloudFormation takes fractions for any Number
     return values
 
 

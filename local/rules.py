@@ -1,5 +1,6 @@
 """The template's `Rules`, evaluated as CloudFormation does before it creates anything: a broken assertion fails
-the deploy with its AssertDescription. moto ignores Rules, so the rehearsal evaluates them here."""
+the deploy with its AssertDescription. moto ignores Rules, so the local system and the deploy rehearsal evaluate
+them here."""
 
 from __future__ import annotations
 
@@ -51,4 +52,4 @@ def _evaluate(node: Any, values: dict[str, Any]) -> Any:
             return all(member == args[1] for member in args[0])
         case "Fn::EachMemberIn":
             return all(member in args[1] for member in args[0])
-    raise RuleError(f"rule function {function} is not one this rehearsal evaluates")
+    raise RuleError(f"rule function {function} is not one the local check evaluates")
