@@ -54,19 +54,63 @@ def handler_class(*, api: Api | None, page: Callable[[str], HttpResponse], log: 
 
         def _body(self) -> bytes | None:
             """The whole body, or None when the request was answered (or dropped) already."""
+            if "chunked" in (self.headers.get("transfer-encoding") or "").lower():  # wins over Content-Length
+                return self._chunked_body()
             try:
                 length = int(self.headers.get("content-length") or 0)
                 if length < 0:
                     raise ValueError(length)
             except ValueError:
-                self.close_connection = True
-                self._send(HttpResponse(400, [("content-type", "application/json")], b'{"message":"Bad Request"}'))
-                return None
+                return self._refuse(400, b'{"message":"Bad Request"}')
             if length > MAX_PAYLOAD_BYTES:  # API Gateway's own cap, before reading (or allocating) anything
-                self.close_connection = True
-                self._send(HttpResponse(413, [("content-type", "application/json")],
-                                        b'{"message":"Request Entity Too Large"}'))
+                return self._refuse(413, b'{"message":"Request Entity Too Large"}')
+            return self._read(length)
+
+        def _chunked_body(self) -> bytes | None:
+            """A body sent in chunks (no Content-Length), assembled before the function sees it, as API Gateway
+            does; the same cap on the whole."""
+            parts: list[bytes] = []
+            total = 0
+            while True:
+                line = self._line()
+                if line is None:
+                    return None
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                    if size < 0:
+                        raise ValueError(size)
+                except ValueError:
+                    return self._refuse(400, b'{"message":"Bad Request"}')
+                total += size
+                if total > MAX_PAYLOAD_BYTES:
+                    return self._refuse(413, b'{"message":"Request Entity Too Large"}')
+                if size == 0:
+                    break
+                chunk = self._read(size)
+                end = None if chunk is None else self._line()
+                if chunk is None or end is None:
+                    return None
+                if end != b"":
+                    return self._refuse(400, b'{"message":"Bad Request"}')
+                parts.append(chunk)
+            while True:  # trailer fields, read and dropped, up to the empty line
+                trailer = self._line()
+                if trailer is None:
+                    return None
+                if trailer == b"":
+                    return b"".join(parts)
+
+        def _line(self) -> bytes | None:
+            try:
+                line = self.rfile.readline(1026)
+            except (TimeoutError, ConnectionError):
+                line = b""
+            if not line.endswith(b"\n"):
+                self.close_connection = True  # gone, stalled or garbage: never a partial body
                 return None
+            return line.rstrip(b"\r\n")
+
+        def _read(self, length: int) -> bytes | None:
             try:
                 body = self.rfile.read(length) if length else b""
             except (TimeoutError, ConnectionError):
@@ -76,6 +120,10 @@ def handler_class(*, api: Api | None, page: Callable[[str], HttpResponse], log: 
                 self.close_connection = True
                 return None
             return body
+
+        def _refuse(self, status: int, body: bytes) -> None:
+            self.close_connection = True
+            self._send(HttpResponse(status, [("content-type", "application/json")], body))
 
         def _send(self, response: HttpResponse) -> None:
             self.send_response(response.status)

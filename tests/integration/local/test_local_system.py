@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -85,6 +86,22 @@ def test_resources_are_created_from_the_template_not_by_hand(system: LocalSystem
     assert env["TOKEN_TTL_SECONDS"] == "120"  # the parameter given, through the template's !Ref
     assert env["TABLE_NAME"] == system.stack.table_name
     assert env["OPENAI_SECRET_ARN"] == system.stack.physical_ids["OpenAIKeySecret"]
+
+
+def test_a_chunked_body_reaches_the_function_whole_under_the_same_caps(system: LocalSystem) -> None:
+    def chunks(body: bytes, size: int = 7) -> Iterator[bytes]:  # no length known: httpx sends it chunked
+        yield from (body[i:i + size] for i in range(0, len(body), size))
+
+    calls = f"{system.api_url}/calls"
+    headers = {"content-type": "application/json"}
+    offer = httpx.post(calls, headers=headers, content=chunks(json.dumps({"sdp": "not an offer"}).encode()))
+    assert offer.status_code == 400 and offer.json()["error"]["message"].startswith("sdp"), offer.text
+    big = httpx.post(calls, headers=headers, content=chunks(json.dumps({"sdp": "v=0\r\n" * 5000}).encode(), 4096))
+    assert big.status_code == 413 and big.json()["error"]["code"] == "payload_too_large"
+    api = urlsplit(system.api_url)
+    with socket.create_connection((api.hostname, api.port)) as raw:
+        raw.sendall(b"POST /calls HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
+        assert raw.recv(100).startswith(b"HTTP/1.1 400")
 
 
 def test_cors_preflight_and_origin_check_follow_the_template(system: LocalSystem) -> None:
