@@ -66,7 +66,7 @@ OPERATIONS: dict[Route, Operation] = {
         schemas.CALL_REQUEST),
     routes.HANGUP: Operation(
         "post_hangup", "End a call early and give its unused minutes back", 200, "Ended", "HangupResponse",
-        (400, 403, 404, 415, 500, 502, 503, 504),
+        (400, 403, 404, 413, 415, 500, 502, 503, 504),
         "Needs the call's `hangup_token`. A second hangup answers 200 with nothing credited.",
         schemas.HANGUP_REQUEST),
     routes.TOKEN: Operation(

@@ -34,8 +34,17 @@ def test_the_shipped_document_is_generated_from_the_code() -> None:
         "tests/unit/token/test_openapi.py")
 
 
+# What the document says since that the pydantic one did not: the hangup route's 413 (its body has a cap like every
+# route's), missing there, found by a black-box review.
+ADDED_SINCE = {("/calls/{call_id}/hangup", "post"): ("413",)}
+
+
 def test_the_document_says_what_the_pydantic_generated_one_said() -> None:
-    assert openapi.generate(template_settings()) == json.loads(BEFORE.read_text())
+    document = openapi.generate(template_settings())
+    for (path, method), statuses in ADDED_SINCE.items():
+        for status in statuses:
+            del document["paths"][path][method]["responses"][status]
+    assert document == json.loads(BEFORE.read_text())
 
 
 def test_every_route_but_the_document_itself_is_described() -> None:
