@@ -327,6 +327,7 @@ function hangUp() {
   release(current);
   ui.app.dataset.reason = 'hung-up';
   setState('ended', wasConnected ? 'press Talk to call again' : 'cancelled');
+  showMessage('');  // what was said about the call (its time warning) is over with it
   if (wasConnected) transcript.note('Call ended');
 }
 

@@ -400,6 +400,21 @@ class TestTimeLimit:
         voice.page.screenshot(path=str(artifacts / "time-limit-reached.png"), full_page=True)
 
 
+    def test_hanging_up_during_the_warning_leaves_no_stale_warning(
+        self, ten_second_system: LocalSystem, browser: Browser, open_page: OpenPage
+    ) -> None:
+        voice = open_page(ten_second_system, browser)
+        voice.page.click("#talk")
+        assert voice.wait_for_state("connected", "error") == "connected", voice.text("#message")
+        assert "seconds left" in voice.text("#message")  # a 10-second call is in its warning stretch at once
+        voice.page.click("#talk")  # "Hang up"
+        assert voice.wait_for_state("ended") == "ended"
+        assert voice.text("#status") == "Call ended — press Talk to call again"
+        assert voice.text("#message") == ""
+        assert voice.page.is_hidden("#time-left")
+        assert_released(voice)
+
+
 class TestSessionEnd:
     """OpenAI ending a session that is under way, long before the call's limit."""
 
