@@ -130,7 +130,8 @@ def measure(*, runs: int, timeout_ms: float = 30_000) -> dict[str, Any]:
     phases = {}
     for name, rows in PHASES.items():
         kept = rows[1:]  # the warm-up round
-        phases[name] = {key: statistics.median([r[key] for r in kept if r[key] is not None] or [0.0])
+        phases[name] = {key: statistics.median(seen) if (seen := [r[key] for r in kept if r[key] is not None])
+                        else None  # our page fetches no token
                         for key in ("tokenStart", "tokenEnd", "sdpStart", "sdpEnd")}
         PHASES[name] = []
     return {

@@ -9,6 +9,7 @@ start-up sees "connection refused" and tries again, never a request that reaches
 from __future__ import annotations
 
 import errno
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,10 +18,19 @@ class PortBusy(RuntimeError):
     pass
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that left before its answer was written (a closed tab, a cancelled fetch) is not a fault of the
+        # system: socketserver would print a traceback for it on the console of `make run`.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class Listener:
     def __init__(self, host: str, port: int) -> None:
         # The handler comes with open(): what serves the port may be built only once the port is known.
-        self._server = ThreadingHTTPServer((host, port), BaseHTTPRequestHandler, bind_and_activate=False)
+        self._server = _Server((host, port), BaseHTTPRequestHandler, bind_and_activate=False)
         self._server.daemon_threads = True
         # socketserver's backlog of 5 resets the sixth of many simultaneous connections; API Gateway takes them all.
         self._server.request_queue_size = 128

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 import os
 import re
 import secrets
@@ -24,6 +25,10 @@ from typing import Any
 import boto3
 import yaml
 from samtranslator.translator.transform import transform
+
+# The transform records usage metrics for AWS's own service and, with no publisher to give them to, warns about
+# "unpublished metrics" when they are garbage-collected: noise on the console of `make run`, nothing of ours.
+logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
