@@ -13,10 +13,12 @@ from typing import Any, Literal
 
 Kind = Literal["realtime", "live"]
 
-# Why a call ended. "hangup": POST .../hangup; "client_close": an allowed Live `session.close`; "expired": the
-# maximum duration; "connection_lost": the peer went away; "never_connected": ICE/DTLS never completed;
-# "shutdown": the stand-in stopped.
-EndReason = Literal["hangup", "client_close", "expired", "connection_lost", "never_connected", "shutdown"]
+# Why a call ended. "hangup": POST .../hangup; "client_close": an allowed Live `session.close` from the browser;
+# "sideband_close": `session.close` on a Live session's sideband; "expired": the maximum duration;
+# "connection_lost": the peer went away; "never_connected": ICE/DTLS never completed; "shutdown": the stand-in
+# stopped.
+EndReason = Literal["hangup", "client_close", "sideband_close", "expired", "connection_lost", "never_connected",
+                    "shutdown"]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from aiohttp import web
 from local.openai_standin.auth import openai_error
 
 # The endpoints a fault can be aimed at. "calls" is every POST /v1/realtime/calls (multipart and raw SDP).
-ENDPOINTS = ("client_secrets", "calls", "hangup", "live_sessions", "live_hangup")
+ENDPOINTS = ("client_secrets", "calls", "hangup", "live_sessions", "live_hangup", "live_attach")
 
 
 @dataclass

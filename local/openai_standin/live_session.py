@@ -34,6 +34,7 @@ _DELTA_COUNT = 3
 _CLOSE_REASONS: dict[EndReason, str] = {
     "hangup": "close_requested",
     "client_close": "close_requested",
+    "sideband_close": "close_requested",
     "expired": "expired",
     "connection_lost": "connection_lost",
     "never_connected": "connection_lost",
@@ -82,9 +83,12 @@ class LiveSession:
         return self._allowed([self._event("session.started", session=copy.deepcopy(self.resource))])
 
     def closing_events(self, reason: EndReason) -> list[JsonObject]:
-        closed = self._event("session.closed", reason=_CLOSE_REASONS[reason], session=copy.deepcopy(self.resource),
-                             usage={"seconds": self._seconds()})
-        return self._allowed([closed])
+        return self._allowed([self.closed_event(reason)])
+
+    def closed_event(self, reason: EndReason) -> JsonObject:
+        """`session.closed`, whoever may see it (the sideband sees every event)."""
+        return self._event("session.closed", reason=_CLOSE_REASONS[reason], session=copy.deepcopy(self.resource),
+                           usage={"seconds": self._seconds()})
 
     async def aclose(self) -> None:
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from local.openai_standin import control, hangup, live_sessions, realtime_calls
+from local.openai_standin import control, hangup, live_sessions, live_sideband, realtime_calls
 from local.openai_standin.active_calls import ActiveCalls
 from local.openai_standin.auth import Credentials
 from local.openai_standin.call_log import CallLog, CallRecord
@@ -24,6 +24,7 @@ from local.openai_standin.faults import FaultPlan
 from local.openai_standin.hangup import Hangups
 from local.openai_standin.live_session import DEFAULT_USAGE_INTERVAL_SECONDS
 from local.openai_standin.live_sessions import LiveSessions
+from local.openai_standin.live_sideband import Sideband
 from local.openai_standin.realtime_calls import RealtimeCalls
 from local.openai_standin.tokens import TokenRegistry
 
@@ -67,7 +68,7 @@ class StandIn:
         return self.request_log.by_endpoint["client_secrets"]
 
     def requests_to(self, endpoint_name: str) -> list[RecordedRequest]:
-        """The requests to one endpoint: client_secrets, calls, hangup, live_sessions or live_hangup."""
+        """The requests to one endpoint: client_secrets, calls, hangup, live_sessions, live_hangup or live_attach."""
         return self.request_log.by_endpoint[endpoint_name]
 
     @property
@@ -129,6 +130,7 @@ class StandIn:
         app.router.add_post(hangup.REALTIME_PATH, route("hangup", hangups.realtime))
         app.router.add_post(live_sessions.PATH, route("live_sessions", live.create))
         app.router.add_post(hangup.LIVE_PATH, route("live_hangup", hangups.live))
+        app.router.add_get(live_sideband.PATH, route("live_attach", Sideband(self.credentials, active).attach))
         control.add_routes(app, self)
 
         async def close_calls(_app: web.Application) -> None:

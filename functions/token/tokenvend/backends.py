@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 import httpx
 
+from tokenvend.live_sideband import LiveSideband
+from tokenvend.observability import logger
 from tokenvend.openai_client import FailureKind, OpenAIClient, Timed, UpstreamFailure
 from tokenvend.policy import SessionChoice, SessionPolicy
 
@@ -38,21 +40,35 @@ class VoiceBackend(CallHangup, Protocol):
 
 
 class Hangup:
-    """`POST <path>/{id}/hangup` with no body: what ends a call, whichever way it was set up."""
+    """`POST <path>/{id}/hangup` with no body: what ends a call, whichever way it was set up.
 
-    def __init__(self, openai: OpenAIClient, calls_path: str) -> None:
+    `when_refused`, if given, is asked next when OpenAI refuses the hangup with a 4xx (its 404 included): OpenAI
+    documents Live's hangup for SIP calls, and ends a WebRTC session through its sideband for certain."""
+
+    def __init__(self, openai: OpenAIClient, calls_path: str, when_refused: CallHangup | None = None) -> None:
         self._openai = openai
         self._calls_path = calls_path
+        self._when_refused = when_refused
 
     def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:
         try:
             timed = self._openai.post(f"{self._calls_path}/{quote(call_id, safe='')}/hangup", api_key,
                                       headers={"Accept": "*/*"})
         except UpstreamFailure as failure:
+            if self._when_refused is not None and failure.kind in (FailureKind.NOT_FOUND, FailureKind.REJECTED):
+                return self._second_way(api_key, call_id, failure)
             if failure.kind is FailureKind.NOT_FOUND:
                 return Timed(False, failure.latency_ms)
             raise
         return Timed(True, timed.latency_ms)
+
+    def _second_way(self, api_key: str, call_id: str, refusal: UpstreamFailure) -> Timed[bool]:
+        assert self._when_refused is not None
+        timed = self._when_refused.hang_up(api_key, call_id)
+        logger.info("hangup refused; the call was ended the second way" if timed.value
+                    else "hangup refused; the call was already over",
+                    extra={"call_id": call_id, "hangup_status": refusal.status})
+        return Timed(timed.value, refusal.latency_ms + timed.latency_ms)
 
 
 REALTIME_CALLS = "/realtime/calls"
@@ -61,7 +77,11 @@ LIVE_SESSIONS = "/live/sessions"
 
 def hangups(openai: OpenAIClient) -> dict[str, CallHangup]:
     """How to hang up a call of each backend, by the backend's name (what the leash needs, and nothing else)."""
-    return {RealtimeBackend.name: Hangup(openai, REALTIME_CALLS), LiveBackend.name: Hangup(openai, LIVE_SESSIONS)}
+    return {RealtimeBackend.name: Hangup(openai, REALTIME_CALLS), LiveBackend.name: live_hangup(openai)}
+
+
+def live_hangup(openai: OpenAIClient) -> Hangup:
+    return Hangup(openai, LIVE_SESSIONS, when_refused=LiveSideband(openai.base_url, openai.timeout_seconds))
 
 
 def backend_for(name: str, openai: OpenAIClient, policy: SessionPolicy) -> VoiceBackend:
@@ -84,7 +104,7 @@ class RealtimeBackend:
         files = {"sdp": (None, offer_sdp, "application/sdp"),
                  "session": (None, json.dumps(self._policy.realtime_session(choice)), "application/json")}
         timed = self._openai.post(REALTIME_CALLS, api_key, safety_identifier, files=files,
-                                  headers={"Accept": "application/sdp"})
+                                  headers={"Accept": "application/sdp"}, may_repeat=False)
         return Timed(_realtime_call(timed.value), timed.latency_ms)
 
     def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:
@@ -102,20 +122,21 @@ def _realtime_call(response: httpx.Response) -> CreatedCall:
 
 
 class LiveBackend:
-    """GPT-Live: `POST /v1/live/sessions` (JSON: the session and the WebRTC offer) and `.../{id}/hangup`. There are
-    no ephemeral tokens in this API at all: only a server can start a session."""
+    """GPT-Live: `POST /v1/live/sessions` (JSON: the session and the WebRTC offer) and `.../{id}/hangup`, or the
+    sideband's `session.close` if that is refused. There are no ephemeral tokens in this API at all: only a server
+    can start a session."""
 
     name = "live"
 
     def __init__(self, openai: OpenAIClient, policy: SessionPolicy) -> None:
         self._openai = openai
         self._policy = policy
-        self._hangup = Hangup(openai, LIVE_SESSIONS)
+        self._hangup = live_hangup(openai)
 
     def create_call(self, api_key: str, offer_sdp: str, choice: SessionChoice,
                     safety_identifier: str) -> Timed[CreatedCall]:
         body = {"session": self._policy.live_session(choice), "transport": {"type": "webrtc", "sdp": offer_sdp}}
-        timed = self._openai.post(LIVE_SESSIONS, api_key, safety_identifier, json=body)
+        timed = self._openai.post(LIVE_SESSIONS, api_key, safety_identifier, json=body, may_repeat=False)
         return Timed(_live_session(timed.value), timed.latency_ms)
 
     def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:

@@ -59,17 +59,26 @@ class Timed[T]:
 class OpenAIClient:
     def __init__(self, base_url: str, timeout_seconds: float = 10.0, http: httpx.Client | None = None) -> None:
         self._base_url = base_url.rstrip("/")
+        self.timeout_seconds = timeout_seconds
         timeout = httpx.Timeout(timeout_seconds, connect=min(3.0, timeout_seconds))
         self._http = http or httpx.Client(timeout=timeout, follow_redirects=False)
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
 
     def create_client_secret(self, api_key: str, body: dict[str, Any], safety_identifier: str) -> Timed[ClientSecret]:
         """`POST /realtime/client_secrets`: an ephemeral `ek_` token bound to the session in `body`."""
         response = self.post("/realtime/client_secrets", api_key, safety_identifier, json=body)
         return Timed(_client_secret(response.value), response.latency_ms)
 
-    def post(self, path: str, api_key: str, safety_identifier: str | None = None,
+    def post(self, path: str, api_key: str, safety_identifier: str | None = None, *, may_repeat: bool = True,
              **request: Any) -> Timed[httpx.Response]:
-        """A 2xx answer, or UpstreamFailure. One retry on a connection error, a connect timeout or a 5xx."""
+        """A 2xx answer, or UpstreamFailure. One retry on a 5xx, a connect timeout or a connection error.
+
+        `may_repeat=False` is for a request that must not reach OpenAI twice: a call created twice leaves one that
+        nobody leashes. Then a connection lost once the request may have been sent (dropped, reset, no answer) is
+        not retried; only a connection that was never made is."""
         headers = {"Authorization": f"Bearer {api_key}", **request.pop("headers", {})}
         if safety_identifier:
             headers["OpenAI-Safety-Identifier"] = safety_identifier
@@ -87,7 +96,7 @@ class OpenAIClient:
                     continue
                 raise UpstreamFailure(FailureKind.TIMEOUT, None, type(exc).__name__, latency_ms=elapsed()) from None
             except httpx.TransportError as exc:
-                if attempt == 1:
+                if attempt == 1 and (may_repeat or isinstance(exc, httpx.ConnectError)):
                     time.sleep(RETRY_PAUSE_SECONDS)
                     continue
                 raise UpstreamFailure(FailureKind.UNREACHABLE, None, type(exc).__name__,

@@ -1,6 +1,6 @@
 """GPT-Live at the stand-in: `POST /v1/live/sessions` (strict, standard key only), the `oai-events` channel
 (session.started, transcripts, usage, session.closed, the browser allow-lists) and
-`POST /v1/live/sessions/{id}/hangup`, over real HTTP and WebRTC."""
+`POST /v1/live/sessions/{id}/hangup` and the sideband's `session.close`, over real HTTP, WebSocket and WebRTC."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import re
 import time
 from typing import Any
 
+import aiohttp
+import httpx
 import pytest
 
 from local.openai_standin.endpoint import Hangup
@@ -100,6 +102,51 @@ async def test_hangup_closes_the_session_with_close_requested(standin_server, pe
     assert_openai_error(await server.hang_up(session_id), 404, "session_not_found")
     assert server.standin.hangups_for(session_id) == [Hangup(session_id, 200, "live_hangup"),
                                                       Hangup(session_id, 404, "live_hangup")]
+
+
+async def test_session_close_on_the_sideband_ends_the_session_for_both_sides(standin_server, peer_client):
+    server = await standin_server()
+    client = peer_client()
+    session_id = await client.connect_live(server)
+    await client.wait_for("session.started")
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+            server.url(f"{SESSIONS}/{session_id}/attach"), headers={"Authorization": f"Bearer {server.key}"}) as ws:
+        await ws.send_json({"type": "response.create"})
+        refused = await ws.receive_json(timeout=2)
+        assert refused["type"] == "error" and refused["error"]["code"] == "unsupported_event"
+        await ws.send_json({"type": "session.close"})
+        closed = await ws.receive_json(timeout=2)
+        assert closed["type"] == "session.closed" and closed["reason"] == "close_requested"
+        assert closed["session"]["id"] == session_id and isinstance(closed["usage"]["seconds"], float)
+        assert (await ws.receive(timeout=2)).type is aiohttp.WSMsgType.CLOSE
+    _, on_channel = await client.wait_for("session.closed", timeout=2)
+    assert on_channel["reason"] == "close_requested"
+    await client.wait_ended(timeout=2)
+    record = server.standin.call(session_id)
+    assert record is not None and record.end_reason == "sideband_close"
+    for _ in range(100):  # recorded when the handler returns, just after the socket's closing handshake
+        if server.standin.requests_to("live_attach"):
+            break
+        await asyncio.sleep(0.02)
+    assert [r.status for r in server.standin.requests_to("live_attach")] == [101]
+
+
+@pytest.mark.parametrize(("key", "session_id", "status", "code"), [
+    ("", "live_0123456789abcdef0123456789abcdef", 401, "invalid_api_key"),
+    ("ek_not_a_standard_key", "live_0123456789abcdef0123456789abcdef", 401, "invalid_api_key"),
+    (None, "live_0123456789abcdef0123456789abcdef", 404, "session_not_found"),
+])
+async def test_the_sideband_needs_the_standard_key_and_a_running_session(standin_server, key, session_id, status,
+                                                                         code):
+    server = await standin_server()
+    headers = {"Authorization": f"Bearer {server.key if key is None else key}"} if key != "" else {}
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(server.url(f"{SESSIONS}/{session_id}/attach"), headers=headers)
+    assert refused.value.status == status
+    async with httpx.AsyncClient() as http:  # the same refusal, read as the plain answer it is
+        answer = await http.get(server.url(f"{SESSIONS}/{session_id}/attach"), headers=headers)
+    assert_openai_error(answer, status, code)
 
 
 @pytest.mark.parametrize("session_id", ["live_0123456789abcdef0123456789abcdef", "rtc_0123456789abcdef"])

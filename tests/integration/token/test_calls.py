@@ -205,7 +205,9 @@ def test_an_unknown_call_is_404(calls_api: TokenApi) -> None:
     ({"status": 429, "headers": {"Retry-After": "9"}}, 503, "upstream_busy"),
     ({"status": 500, "times": 2}, 502, "upstream_error"),
     ({"status": 201, "delay_seconds": 1.5}, 504, "upstream_timeout"),
-], ids=["400-offer", "400-session", "429", "500-twice", "timeout"])
+    # Received, then the connection dropped: OpenAI may have made the call, so it is not asked a second time.
+    ({"drop": True}, 502, "upstream_error"),
+], ids=["400-offer", "400-session", "429", "500-twice", "timeout", "dropped-once-not-repeated"])
 def test_an_openai_failure_gives_the_budget_back(stack: LocalStack, fresh_standin: StandIn, offer: str,
                                                  backend: Backend, fault: dict[str, Any], status: int,
                                                  code: str) -> None:
@@ -220,6 +222,7 @@ def test_an_openai_failure_gives_the_budget_back(stack: LocalStack, fresh_standi
     deadline = time.monotonic() + 5
     while len(fresh_standin.requests_to(backend.create)) < times + 1 and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert len(fresh_standin.requests_to(backend.create)) == times + 1, "the failed setup's attempts, then one call"
     fresh_standin.reset()
 
 

@@ -1,9 +1,11 @@
 """The leash function as its two callers invoke it — the call's timer (`{"call_id"}`) and the sweeper
 (`{"sweep": true}`) — against moto and the OpenAI stand-in: it hangs the call up at OpenAI exactly once, marks it
-ended, treats OpenAI's 404 as done, and raises on other failures so the timer retries."""
+ended, treats OpenAI's 404 as done (on Live, once the sideband agrees), and raises on other failures so the timer
+retries."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +16,7 @@ from local.template_stack import LocalStack
 from tests.integration.harness import LeashApi, TokenApi, body_of, load_leash, load_token_app
 from tests.integration.offers import make_offer
 from tokenvend import table
+from tokenvend.errors import ApiError
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +93,44 @@ def test_hangup_failing_three_times_then_succeeding_still_ends_the_call(apis: tu
     assert failures >= 1 and outcome["outcome"] == "hung_up"
     assert [h.status for h in api.standin.hangups_for(call["call_id"])] == [500, 500, 500, 200]
     assert item(api, call["call_id"])["state"]["S"] == "ended"
+
+
+@pytest.mark.parametrize("refusal", [400, 404])
+def test_a_refused_live_hangup_ends_the_session_through_its_sideband(stack: LocalStack, fresh_standin: StandIn,
+                                                                     offer: str, refusal: int) -> None:
+    """OpenAI documents Live's hangup for SIP calls: if it refuses one for a WebRTC session (even as 'not found'),
+    the leash closes the session on its sideband, and only OpenAI's `session.closed` there counts as ended."""
+    api = load_token_app(stack, fresh_standin, MAX_CALL_SECONDS="10", VOICE_BACKEND="live")
+    api.put_key(fresh_standin.api_key)
+    leash = load_leash(stack, fresh_standin)
+    call = start(api, offer)
+    fresh_standin.faults.add(Fault(status=refusal, endpoint="live_hangup"))
+    assert leash.invoke({"call_id": call["call_id"]}) == {"call_id": call["call_id"], "outcome": "hung_up"}
+    session = fresh_standin.call(call["call_id"])
+    assert session is not None and session.wait_ended(5) and session.end_reason == "sideband_close"
+    assert [h.status for h in fresh_standin.hangups_for(call["call_id"])] == [refusal]
+    deadline = time.monotonic() + 2  # the stand-in records the socket once its closing handshake is over
+    while not fresh_standin.requests_to("live_attach") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r.status for r in fresh_standin.requests_to("live_attach")] == [101]
+    assert item(api, call["call_id"])["state"]["S"] == "ended"
+    fresh_standin.reset()
+
+
+def test_a_refused_live_hangup_and_a_failing_sideband_leave_the_call_to_the_retries(
+        stack: LocalStack, fresh_standin: StandIn, offer: str) -> None:
+    api = load_token_app(stack, fresh_standin, MAX_CALL_SECONDS="10", VOICE_BACKEND="live")
+    api.put_key(fresh_standin.api_key)
+    leash = load_leash(stack, fresh_standin)
+    call = start(api, offer)
+    fresh_standin.faults.add(Fault(status=400, endpoint="live_hangup"))
+    fresh_standin.faults.add(Fault(status=503, endpoint="live_attach"))
+    with pytest.raises(ApiError):  # raised, so Step Functions retries and the sweeper stays behind it
+        leash.invoke({"call_id": call["call_id"]})
+    assert item(api, call["call_id"])["state"]["S"] == "active"
+    assert leash.invoke({"call_id": call["call_id"]})["outcome"] == "hung_up"  # the hangup works this time
+    assert [h.status for h in fresh_standin.hangups_for(call["call_id"])] == [400, 200]
+    fresh_standin.reset()
 
 
 def test_the_sweeper_ends_calls_past_their_end_and_leaves_the_rest(apis: tuple[TokenApi, LeashApi],

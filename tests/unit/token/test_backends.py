@@ -1,5 +1,6 @@
 """Both voice backends against httpx's in-memory transport: what each sends OpenAI to set up a call (the owner's
-session, the safety identifier), how it reads the answer, and how each hangs up (404 = already over)."""
+session, the safety identifier), how it reads the answer, and how each hangs up (Realtime: 404 = already over;
+Live: a refused hangup goes to the sideband, tested over a real WebSocket in the integration tier)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import json
 import httpx
 import pytest
 
-from tokenvend.backends import LiveBackend, RealtimeBackend, hangups
-from tokenvend.openai_client import FailureKind, OpenAIClient, UpstreamFailure
+from tokenvend.backends import LIVE_SESSIONS, Hangup, LiveBackend, RealtimeBackend, hangups
+from tokenvend.openai_client import FailureKind, OpenAIClient, Timed, UpstreamFailure
 from tokenvend.policy import SessionChoice, SessionPolicy
 from tokenvend.settings import (
     LIVE_ALLOWED_CLIENT_EVENTS,
@@ -103,15 +104,54 @@ def test_live_refuses_an_answer_it_cannot_use(answer: httpx.Response) -> None:
     assert caught.value.kind is FailureKind.ERROR
 
 
-@pytest.mark.parametrize(("backend", "path"), [("realtime", "/v1/realtime/calls/rtc_a%2Fb/hangup"),
-                                               ("live", "/v1/live/sessions/rtc_a%2Fb/hangup")])
-def test_hangup_paths_and_404_is_already_over(backend: str, path: str) -> None:
-    openai = OpenAI(httpx.Response(200), httpx.Response(404, json={"error": {"message": "gone"}}))
+@pytest.mark.parametrize(("backend", "call_id", "path"), [
+    ("realtime", "rtc_a/b", "/v1/realtime/calls/rtc_a%2Fb/hangup"),
+    ("live", "live_a/b", "/v1/live/sessions/live_a%2Fb/hangup"),
+])
+def test_hangup_paths(backend: str, call_id: str, path: str) -> None:
+    openai = OpenAI(httpx.Response(200))
     hangup = hangups(openai.client())[backend]
-    assert hangup.hang_up("sk-fake", "rtc_a/b").value is True
-    assert hangup.hang_up("sk-fake", "rtc_a/b").value is False
-    assert [r.url.raw_path.decode() for r in openai.requests] == [path, path]
-    assert all(r.content == b"" for r in openai.requests)
+    assert hangup.hang_up("sk-fake", call_id).value is True
+    (request,) = openai.requests
+    assert request.url.raw_path.decode() == path and request.content == b""
+
+
+def test_a_realtime_404_is_already_over() -> None:
+    openai = OpenAI(httpx.Response(404, json={"error": {"message": "gone"}}))
+    assert hangups(openai.client())["realtime"].hang_up("sk-fake", "rtc_x").value is False
+
+
+class SecondWay:
+    """Stands in for Live's sideband: what it was asked, and what it answers."""
+
+    def __init__(self, ended: bool) -> None:
+        self.ended, self.asked = ended, []
+
+    def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:
+        self.asked.append(call_id)
+        return Timed(self.ended, 5.0)
+
+
+@pytest.mark.parametrize("refusal", [400, 404, 409])
+@pytest.mark.parametrize("ended", [True, False])
+def test_a_refused_live_hangup_asks_the_second_way(refusal: int, ended: bool) -> None:
+    openai = OpenAI(httpx.Response(refusal, json={"error": {"message": "Only SIP calls can be hung up."}}))
+    second = SecondWay(ended)
+    timed = Hangup(openai.client(), LIVE_SESSIONS, when_refused=second).hang_up("sk-fake", "live_x")
+    assert timed.value is ended and second.asked == ["live_x"] and timed.latency_ms >= 5.0
+
+
+@pytest.mark.parametrize("answers", [[200], [401], [429], [500, 500]])
+def test_the_second_way_is_only_for_a_refusal(answers: list[int]) -> None:
+    openai = OpenAI(*(httpx.Response(status) for status in answers))
+    second = SecondWay(True)
+    hangup = Hangup(openai.client(), LIVE_SESSIONS, when_refused=second)
+    if answers == [200]:
+        assert hangup.hang_up("sk-fake", "live_x").value is True
+    else:
+        with pytest.raises(UpstreamFailure):
+            hangup.hang_up("sk-fake", "live_x")
+    assert second.asked == []
 
 
 def test_hangup_failures_are_raised() -> None:

@@ -115,6 +115,28 @@ def test_a_connect_timeout_is_retried_but_a_read_timeout_is_not() -> None:
     assert len(upstream.requests) == 1
 
 
+@pytest.mark.parametrize("lost", [httpx.RemoteProtocolError("no answer"), httpx.ReadError("reset"),
+                                  httpx.WriteError("broken pipe")], ids=type)
+def test_a_request_that_must_not_repeat_is_sent_once_when_the_connection_is_lost(lost: httpx.TransportError) -> None:
+    """Sent, then the line went: OpenAI may have made the call, and a second would be one nobody leashes."""
+    upstream = Upstream(lost, httpx.Response(201))
+    with pytest.raises(UpstreamFailure) as caught:
+        upstream.client().post("/realtime/calls", KEY, "h", may_repeat=False)
+    assert caught.value.kind is FailureKind.UNREACHABLE and len(upstream.requests) == 1
+    upstream = Upstream(lost, httpx.Response(200))  # a hangup may repeat: ending a call twice ends it once
+    assert upstream.client().post("/realtime/calls/rtc_1/hangup", KEY).value.status_code == 200
+    assert len(upstream.requests) == 2
+
+
+def test_a_request_that_must_not_repeat_is_retried_when_it_never_left() -> None:
+    upstream = Upstream(httpx.ConnectError("refused"), httpx.Response(201))
+    assert upstream.client().post("/realtime/calls", KEY, "h", may_repeat=False).value.status_code == 201
+    upstream = Upstream(httpx.ConnectTimeout("slow"), error(500), httpx.Response(201))
+    with pytest.raises(UpstreamFailure):  # one retry in all, whatever the reasons
+        upstream.client().post("/realtime/calls", KEY, "h", may_repeat=False)
+    assert len(upstream.requests) == 2
+
+
 @pytest.mark.parametrize("answer", [
     httpx.Response(200, text="not json"),
     httpx.Response(200, json={"value": "ek_x"}),
