@@ -64,8 +64,9 @@ def main() -> int:
 
 def _banner(system: LocalSystem, key: str | None, seconds: float) -> None:
     assert system.stack is not None
+    standin_url = system.standin.base_url if system.standin else "?"
     openai = ("the real OpenAI (OPENAI_API_KEY is set)" if key
-              else f"the local OpenAI Realtime stand-in at {system.standin.base_url if system.standin else '?'}")
+              else f"the local OpenAI stand-in (Realtime and GPT-Live) at {standin_url}")
     leash = ", ".join([f"state machine {logical}" for logical in system.stack.state_machines]
                       + [f"schedule {s.logical_id} {s.expression}" for s in system.stack.schedules.values()])
     print(f"""
