@@ -78,7 +78,8 @@ class OpenAIClient:
 
         `may_repeat=False` is for a request that must not reach OpenAI twice: a call created twice leaves one that
         nobody leashes. Then a connection lost once the request may have been sent (dropped, reset, no answer) is
-        not retried; only a connection that was never made is."""
+        not retried, nor a 502 or 504 (a gateway's answer: what stood behind it may have acted); a connection that
+        was never made is, and OpenAI's own 500 or 503."""
         headers = {"Authorization": f"Bearer {api_key}", **request.pop("headers", {})}
         if safety_identifier:
             headers["OpenAI-Safety-Identifier"] = safety_identifier
@@ -101,7 +102,7 @@ class OpenAIClient:
                     continue
                 raise UpstreamFailure(FailureKind.UNREACHABLE, None, type(exc).__name__,
                                       latency_ms=elapsed()) from None
-            if response.status_code >= 500 and attempt == 1:
+            if response.status_code >= 500 and attempt == 1 and (may_repeat or response.status_code in (500, 503)):
                 time.sleep(RETRY_PAUSE_SECONDS)
                 continue
             if response.is_success:

@@ -5,6 +5,7 @@ prove, masked frames, pings, fragmented messages, and every way the server can f
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import socket
@@ -169,6 +170,76 @@ def test_a_silent_server_is_a_timeout(serve) -> None:
     failure = _fails(script, serve, timeout=0.5)
     release.set()
     assert failure.kind is FailureKind.TIMEOUT
+
+
+def test_one_deadline_holds_however_the_server_keeps_the_line_busy(serve) -> None:
+    """Pings, empty fragments and a frame dribbled a byte at a time each answer the last read, but the deadline is
+    one for the whole hangup: it times out, rather than waiting for the server to stop."""
+    stop = threading.Event()
+
+    def script(conn: socket.socket, headers: dict[str, str]) -> None:
+        conn.sendall(_accept(headers))
+        _read_client_frame(conn)
+        conn.sendall(_frame(0x1, b"", fin=False))
+        for _ in range(50):  # then it gives up: a client with no deadline of its own sees the line close
+            if stop.wait(0.1):
+                return
+            try:
+                conn.sendall(_frame(0x9, b"") + _frame(0x0, b"", fin=False))
+            except OSError:
+                return
+
+    failure = _fails(script, serve, timeout=0.5)
+    stop.set()
+    assert failure.kind is FailureKind.TIMEOUT
+
+
+def test_an_endless_handshake_is_refused(serve) -> None:
+    def script(conn: socket.socket, _headers: dict[str, str]) -> None:
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(2000):
+                conn.sendall(b"X-Filler: " + b"x" * 20 + b"\r\n")
+
+    assert _fails(script, serve).kind is FailureKind.UNREACHABLE
+
+
+def test_hostile_events_are_skipped_not_recursed_into(serve) -> None:
+    def script(conn: socket.socket, headers: dict[str, str]) -> None:
+        conn.sendall(_accept(headers))
+        _read_client_frame(conn)
+        deep = b"[" * 200_000
+        conn.sendall(_frame(0x1, deep[:60_000]) + _frame(0x1, b'{"type": ' + b"[" * 50_000)
+                     + _frame(0x1, b'{"type": "session.closed", "reason": "close_requested"}'))
+        _read_client_frame(conn)
+
+    server = serve(script)
+    assert LiveSideband(server.url, 5).hang_up(KEY, SESSION).value is True
+
+
+@pytest.mark.parametrize("frame", [
+    b"\x81\x85" + b"\x00" * 4 + b"hello",  # masked: only clients mask
+    b"\xc1\x00",  # a reserved bit set
+    b"\x89\x7e\x00\x80" + b"x" * 128,  # a ping over 125 bytes
+    b"\x80\x00",  # a continuation with nothing to continue
+], ids=["masked", "reserved-bit", "long-ping", "stray-continuation"])
+def test_frames_no_server_may_send_end_the_conversation(serve, frame: bytes) -> None:
+    def script(conn: socket.socket, headers: dict[str, str]) -> None:
+        conn.sendall(_accept(headers))
+        _read_client_frame(conn)
+        with contextlib.suppress(OSError, ValueError):  # a lenient client would take the session.closed after it
+            conn.sendall(frame + _frame(0x1, b'{"type": "session.closed", "reason": "close_requested"}'))
+            _read_client_frame(conn)
+
+    assert _fails(script, serve).kind is FailureKind.UNREACHABLE
+
+
+def test_the_host_header_names_the_port_and_never_userinfo(serve) -> None:
+    server = serve(lambda conn, _headers: conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
+    url, port = server.url.replace("http://", "http://someone:secret@"), server.listener.getsockname()[1]
+    assert LiveSideband(url, 5).hang_up(KEY, SESSION).value is False
+    server.close()
+    assert server.seen["headers"]["host"] == f"127.0.0.1:{port}"
 
 
 def test_nothing_listening_is_unreachable() -> None:

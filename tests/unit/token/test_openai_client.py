@@ -128,6 +128,22 @@ def test_a_request_that_must_not_repeat_is_sent_once_when_the_connection_is_lost
     assert len(upstream.requests) == 2
 
 
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_request_that_must_not_repeat_is_retried_after_openais_own_5xx(status: int) -> None:
+    upstream = Upstream(error(status), httpx.Response(201))
+    assert upstream.client().post("/live/sessions", KEY, "h", may_repeat=False).value.status_code == 201
+    assert len(upstream.requests) == 2
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_request_that_must_not_repeat_is_not_retried_after_a_gateways_5xx(status: int) -> None:
+    """A gateway's 502/504 says nothing of whether OpenAI behind it made the call."""
+    upstream = Upstream(error(status), httpx.Response(201))
+    with pytest.raises(UpstreamFailure) as caught:
+        upstream.client().post("/live/sessions", KEY, "h", may_repeat=False)
+    assert (caught.value.kind, caught.value.status, len(upstream.requests)) == (FailureKind.ERROR, status, 1)
+
+
 def test_a_request_that_must_not_repeat_is_retried_when_it_never_left() -> None:
     upstream = Upstream(httpx.ConnectError("refused"), httpx.Response(201))
     assert upstream.client().post("/realtime/calls", KEY, "h", may_repeat=False).value.status_code == 201
