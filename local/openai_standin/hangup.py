@@ -36,9 +36,14 @@ class Hangups:
         call_id = incoming.call_id or ""
         peer = self.active.get(call_id)
         if peer is None or peer.record.kind != kind:
-            what = "Call" if kind == "realtime" else "Session"
-            return openai_error(404, f"{what} not found: '{call_id}'. It does not exist or has already ended.",
-                                f"{what.lower()}_not_found", "call_id" if kind == "realtime" else "session_id")
+            return not_found(kind, call_id)
         # Shielded: a caller that gives up on the answer must not leave the call half torn down.
         await asyncio.shield(peer.end("hangup"))
         return web.Response(status=200)
+
+
+def not_found(kind: Kind, call_id: str) -> web.Response:
+    """OpenAI's 404 for a call or Live session that is unknown or already over."""
+    what = "Call" if kind == "realtime" else "Session"
+    return openai_error(404, f"{what} not found: '{call_id}'. It does not exist or has already ended.",
+                        f"{what.lower()}_not_found", "call_id" if kind == "realtime" else "session_id")

@@ -15,9 +15,10 @@ import json
 from aiohttp import WSMsgType, web
 
 from local.openai_standin.active_calls import ActiveCalls
-from local.openai_standin.auth import Credentials, openai_error
+from local.openai_standin.auth import Credentials
 from local.openai_standin.endpoint import Incoming
 from local.openai_standin.events import error_event
+from local.openai_standin.hangup import not_found
 from local.openai_standin.live_session import LiveSession
 
 PATH = "/v1/live/sessions/{call_id}/attach"
@@ -33,8 +34,7 @@ class Sideband:
         session_id = incoming.call_id or ""
         peer = self.active.get(session_id)
         if peer is None or not isinstance(peer.behaviour, LiveSession):
-            return openai_error(404, f"Session not found: '{session_id}'. It does not exist or has already ended.",
-                                "session_not_found", "session_id")
+            return not_found("live", session_id)
         session = peer.behaviour
         socket = web.WebSocketResponse(autoping=True)
         await socket.prepare(incoming.request)

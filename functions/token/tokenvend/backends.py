@@ -55,20 +55,17 @@ class Hangup:
             timed = self._openai.post(f"{self._calls_path}/{quote(call_id, safe='')}/hangup", api_key,
                                       headers={"Accept": "*/*"})
         except UpstreamFailure as failure:
-            if self._when_refused is not None and failure.kind in (FailureKind.NOT_FOUND, FailureKind.REJECTED):
-                return self._second_way(api_key, call_id, failure)
+            second_way = self._when_refused
+            if second_way is not None and failure.kind in (FailureKind.NOT_FOUND, FailureKind.REJECTED):
+                ended = second_way.hang_up(api_key, call_id)
+                logger.info("hangup refused; the call was ended the second way" if ended.value
+                            else "hangup refused; the call was already over",
+                            extra={"call_id": call_id, "hangup_status": failure.status})
+                return Timed(ended.value, failure.latency_ms + ended.latency_ms)
             if failure.kind is FailureKind.NOT_FOUND:
                 return Timed(False, failure.latency_ms)
             raise
         return Timed(True, timed.latency_ms)
-
-    def _second_way(self, api_key: str, call_id: str, refusal: UpstreamFailure) -> Timed[bool]:
-        assert self._when_refused is not None
-        timed = self._when_refused.hang_up(api_key, call_id)
-        logger.info("hangup refused; the call was ended the second way" if timed.value
-                    else "hangup refused; the call was already over",
-                    extra={"call_id": call_id, "hangup_status": refusal.status})
-        return Timed(timed.value, refusal.latency_ms + timed.latency_ms)
 
 
 REALTIME_CALLS = "/realtime/calls"

@@ -22,7 +22,7 @@ import struct
 import time
 from urllib.parse import quote, urlsplit
 
-from tokenvend.openai_client import FailureKind, Timed, UpstreamFailure
+from tokenvend.openai_client import FailureKind, Timed, UpstreamFailure, failure_kind
 
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 _TEXT, _CLOSE, _PING, _PONG, _CONTINUATION = 0x1, 0x8, 0x9, 0xA, 0x0
@@ -62,7 +62,7 @@ class LiveSideband:
                     if status == 404:
                         return Timed(False, elapsed())
                     if status != 101:
-                        raise UpstreamFailure(_kind(status), status, f"{status} refusing the sideband",
+                        raise UpstreamFailure(failure_kind(status), status, f"{status} refusing the sideband",
                                               latency_ms=elapsed())
                     sock.sendall(_frame(_TEXT, json.dumps({"type": "session.close"}).encode()))
                     while True:
@@ -204,10 +204,3 @@ def _is_session_closed(payload: bytes) -> bool:
         return False
     return isinstance(event, dict) and event.get("type") == "session.closed"
 
-
-def _kind(status: int) -> FailureKind:
-    if status in (401, 403):
-        return FailureKind.AUTH
-    if status == 429:
-        return FailureKind.BUSY
-    return FailureKind.REJECTED if 400 <= status < 500 else FailureKind.ERROR

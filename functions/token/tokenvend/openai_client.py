@@ -58,14 +58,10 @@ class Timed[T]:
 
 class OpenAIClient:
     def __init__(self, base_url: str, timeout_seconds: float = 10.0, http: httpx.Client | None = None) -> None:
-        self._base_url = base_url.rstrip("/")
+        self.base_url = base_url.rstrip("/")
         self.timeout_seconds = timeout_seconds
         timeout = httpx.Timeout(timeout_seconds, connect=min(3.0, timeout_seconds))
         self._http = http or httpx.Client(timeout=timeout, follow_redirects=False)
-
-    @property
-    def base_url(self) -> str:
-        return self._base_url
 
     def create_client_secret(self, api_key: str, body: dict[str, Any], safety_identifier: str) -> Timed[ClientSecret]:
         """`POST /realtime/client_secrets`: an ephemeral `ek_` token bound to the session in `body`."""
@@ -90,7 +86,7 @@ class OpenAIClient:
 
         for attempt in (1, 2):
             try:
-                response = self._http.post(f"{self._base_url}{path}", headers=headers, **request)
+                response = self._http.post(f"{self.base_url}{path}", headers=headers, **request)
             except httpx.TimeoutException as exc:
                 if isinstance(exc, httpx.ConnectTimeout) and attempt == 1:
                     time.sleep(RETRY_PAUSE_SECONDS)
@@ -125,20 +121,28 @@ def _client_secret(response: httpx.Response) -> ClientSecret:
     return ClientSecret(value=value, expires_at=expires_at)
 
 
+def failure_kind(status: int) -> FailureKind:
+    """What an error status from OpenAI means for us, whichever of its APIs answered."""
+    if status in (401, 403):
+        return FailureKind.AUTH
+    if status == 429:
+        return FailureKind.BUSY
+    if status == 404:
+        return FailureKind.NOT_FOUND
+    return FailureKind.REJECTED if 400 <= status < 500 else FailureKind.ERROR
+
+
 def _failure(response: httpx.Response, latency_ms: float) -> UpstreamFailure:
     status = response.status_code
-    if status in (401, 403):
+    kind = failure_kind(status)
+    if kind is FailureKind.AUTH:
         # OpenAI's 401 message quotes part of the key: keep only the status.
-        return UpstreamFailure(FailureKind.AUTH, status, f"{status}", latency_ms=latency_ms)
+        return UpstreamFailure(kind, status, f"{status}", latency_ms=latency_ms)
     detail = f"{status} {_error_summary(response)}"
-    if status == 429:
-        return UpstreamFailure(FailureKind.BUSY, status, detail, _retry_after(response), latency_ms)
-    if status == 404:
-        return UpstreamFailure(FailureKind.NOT_FOUND, status, detail, latency_ms=latency_ms)
-    if 400 <= status < 500:
-        return UpstreamFailure(FailureKind.REJECTED, status, detail, latency_ms=latency_ms,
-                               param=_error_param(response))
-    return UpstreamFailure(FailureKind.ERROR, status, detail, latency_ms=latency_ms)
+    if kind is FailureKind.BUSY:
+        return UpstreamFailure(kind, status, detail, _retry_after(response), latency_ms)
+    param = _error_param(response) if kind is FailureKind.REJECTED else None
+    return UpstreamFailure(kind, status, detail, latency_ms=latency_ms, param=param)
 
 
 def _error_summary(response: httpx.Response) -> str:
