@@ -56,9 +56,9 @@ def post_hangup(call_id: str) -> Response:
 
 @app.post(routes.TOKEN.handler_path)
 def post_token() -> Response:
-    body = _body(schemas.TOKEN_REQUEST)
     if not settings.enable_token_route:
-        raise ApiError(404, Code.NOT_FOUND, "POST /token is switched off on this service; use POST /calls.")
+        raise _token_route_off()  # before the body is read: a switched-off route answers alike whatever is sent
+    body = _body(schemas.TOKEN_REQUEST)
     answer = services.vendor.vend(_facts(), body["voice"], body["preset"])
     logger.append_keys(decision="issued")
     return _json(200, answer.body, {**NO_STORE, **answer.headers})
@@ -91,6 +91,10 @@ def _facts() -> RequestFacts:
     return RequestFacts(event.headers.get("authorization"), event.request_context.http.source_ip)
 
 
+def _token_route_off() -> ApiError:
+    return ApiError(404, Code.NOT_FOUND, "POST /token is switched off on this service; use POST /calls.")
+
+
 def _json(status: int, body: dict[str, Any], headers: dict[str, str]) -> Response:
     return Response(status, content_types.APPLICATION_JSON, json.dumps(body), headers)
 
@@ -113,6 +117,8 @@ def on_api_error(error: ApiError) -> Response:
 def on_not_found(_: NotFoundError) -> Response:
     path = app.current_event.path
     methods = routes.methods_for(path)
+    if methods == [routes.TOKEN.method] and routes.TOKEN.matches(path) and not settings.enable_token_route:
+        return error_response(_token_route_off())  # a 405 would say the route is there
     if methods:
         allowed = ", ".join(methods)
         error = ApiError(405, Code.METHOD_NOT_ALLOWED, f"Use {allowed} for {path}.", {"Allow": allowed})

@@ -150,7 +150,7 @@ def test_built_handler_imports_with_only_its_package_and_the_runtime(x86_build: 
            "'/token']" in result.stdout
     answers = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("answer ")]
     assert answers == [["/health", "200"], ["/options", "200"], ["/openapi.json", "200"], ["/calls", "400"],
-                       ["/calls", "503"], ["/calls/rtc_1/hangup", "503"], ["/token", "405"], ["/nope", "404"]]
+                       ["/calls", "503"], ["/calls/rtc_1/hangup", "503"], ["/token", "404"], ["/nope", "404"]]
 
 
 def test_readme_documents_every_parameter() -> None:

@@ -255,8 +255,13 @@ def test_the_token_route_is_404_unless_switched_on(stack: LocalStack, fresh_stan
                                                    backend: Backend) -> None:
     """Whatever the backend of calls, a token is always for the Realtime API."""
     off = load(stack, fresh_standin, backend, ENABLE_TOKEN_ROUTE="false")
-    response = off.call("POST", "/token")
-    assert response.status == 404 and body_of(response)["error"]["code"] == "not_found"
+    # Switched off, the route is absent whatever is sent: no 400, 415 or 405 that would say it is there.
+    for method, body, raw in (("POST", None, None), ("POST", {"voice": "nope"}, None), ("POST", None, "not json"),
+                              ("GET", None, None), ("DELETE", None, None)):
+        response = off.call(method, "/token", body, raw=raw)
+        assert response.status == 404, (method, body, raw, response.status)
+        assert body_of(response)["error"] == {
+            "code": "not_found", "message": "POST /token is switched off on this service; use POST /calls."}
     assert fresh_standin.requests_to("client_secrets") == []
     on = load(stack, fresh_standin, backend, ENABLE_TOKEN_ROUTE="true")
     token = on.call("POST", "/token")
