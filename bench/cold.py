@@ -21,6 +21,9 @@ FLOOR = "import boto3, httpx"
 # Manager, Step Functions, OpenAI): what Powertools and our own code add is the rest.
 FLOOR_CLIENTS = ("import boto3, httpx; s = boto3.session.Session(); s.client('dynamodb'); s.client('secretsmanager'); "
                  "s.client('stepfunctions'); httpx.Client()")
+# The floor plus the OpenAI client alone: its share of the clients (chiefly loading certifi's trust store into an SSL
+# context, which OpenSSL 3 does slowly).
+FLOOR_OPENAI = "import boto3, httpx; httpx.Client()"
 # The floor plus the Powertools modules the function imports (the project's framework), and nothing of ours: how
 # much of the goal the framework leaves for the clients and our code.
 FLOOR_FRAMEWORK = ("import boto3, httpx; import aws_lambda_powertools.event_handler, aws_lambda_powertools.logging, "
@@ -60,7 +63,8 @@ def _probe(path: list[str], statement: str, env: dict[str, str], *, no_bytecode:
 def measure(path: list[str], *, runs: int, layer_path: list[str] | None = None) -> dict[str, Any]:
     env_off = _env(tracing=False, task_root=path[0])
     env_on = _env(tracing=True, task_root=path[0])
-    samples: dict[str, list[float]] = {"floor": [], "floor_clients": [], "floor_framework": [], "app": [],
+    samples: dict[str, list[float]] = {"floor": [], "floor_clients": [], "floor_openai": [], "floor_framework": [],
+                                       "app": [],
                                        "app_traced": [],
                                        "floor_no_pyc": [], "app_no_pyc": [], "app_layer": []}
     # Lambda's /var/task is read-only: bytecode the package does not ship is compiled again on every cold start.
@@ -70,11 +74,12 @@ def measure(path: list[str], *, runs: int, layer_path: list[str] | None = None) 
     shutil.copytree(path[0], bare, ignore=shutil.ignore_patterns("__pycache__"))
     no_pyc_path = [str(bare), *path[1:]]
     # Warm the file cache first: the first probe of a statement reads the disk.
-    for statement in (FLOOR, FLOOR_CLIENTS, FLOOR_FRAMEWORK, "import app"):
+    for statement in (FLOOR, FLOOR_CLIENTS, FLOOR_OPENAI, FLOOR_FRAMEWORK, "import app"):
         _probe(path, statement, env_off)
     for _ in range(runs):  # interleaved, so drift in the machine's speed hits all alike
         samples["floor"].append(_probe(path, FLOOR, env_off))
         samples["floor_clients"].append(_probe(path, FLOOR_CLIENTS, env_off))
+        samples["floor_openai"].append(_probe(path, FLOOR_OPENAI, env_off))
         samples["floor_framework"].append(_probe(path, FLOOR_FRAMEWORK, env_off))
         samples["app"].append(_probe(path, "import app", env_off))
         samples["app_traced"].append(_probe(path, "import app", env_on))
@@ -86,11 +91,12 @@ def measure(path: list[str], *, runs: int, layer_path: list[str] | None = None) 
     ratios = [a / f for a, f in zip(samples["app"], samples["floor"], strict=True)]
     traced_ratios = [a / f for a, f in zip(samples["app_traced"], samples["floor"], strict=True)]
     ratio = Spread.of(ratios, "x")
+    with_clients = Spread.of([a / f for a, f in zip(samples["app"], samples["floor_clients"], strict=True)], "x")
     return {
         "floor_ms": Spread.of(samples["floor"], "ms").as_dict(),
         "floor_clients_ms": Spread.of(samples["floor_clients"], "ms").as_dict(),
-        "ratio_to_floor_clients": Spread.of([a / f for a, f in zip(samples["app"], samples["floor_clients"],
-                                                                    strict=True)], "x").as_dict(),
+        "ratio_to_floor_clients": with_clients.as_dict(),
+        "floor_openai_ms": Spread.of(samples["floor_openai"], "ms").as_dict(),
         "floor_framework_ms": Spread.of(samples["floor_framework"], "ms").as_dict(),
         "ratio_framework": Spread.of([a / f for a, f in zip(samples["floor_framework"], samples["floor"],
                                                              strict=True)], "x").as_dict(),
@@ -106,7 +112,11 @@ def measure(path: list[str], *, runs: int, layer_path: list[str] | None = None) 
             "ratio_layer": Spread.of([a / f for a, f in zip(samples["app_layer"], samples["floor"], strict=True)],
                                      "x").as_dict()} if samples["app_layer"] else {}),
         "path": [Path(p).name for p in path],
-        "goals": {"ratio": {"goal": f"<= {RATIO_GOAL}x", "value": ratio.median, "met": ratio.median <= RATIO_GOAL}},
+        # The goal, and the same bound against a floor that builds the clients too: the nearest goal the
+        # project's framework and eager clients can meet (docs/benchmarks.md, Cold start, says why).
+        "goals": {"ratio": {"goal": f"<= {RATIO_GOAL}x", "value": ratio.median, "met": ratio.median <= RATIO_GOAL},
+                  "ratio_with_clients": {"goal": f"<= {RATIO_GOAL}x of the floor with the clients (restated)",
+                                         "value": with_clients.median, "met": with_clients.median <= RATIO_GOAL}},
     }
 
 
