@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tokenvend.caller import Caller, identify
 from tokenvend.errors import ApiError
@@ -22,8 +22,7 @@ from tokenvend.secret_store import SecretStore
 from tokenvend.upstream import with_key_refresh
 
 
-@dataclass(frozen=True)
-class RequestFacts:
+class RequestFacts(NamedTuple):
     """What the edge knows about who asks. Never a header the client could set to be someone else."""
 
     authorization: str | None

@@ -11,8 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,8 +23,7 @@ from tokenvend.errors import invalid_api_key, limiter_unavailable
 KEY_CACHE_SECONDS = 60
 
 
-@dataclass(frozen=True)
-class ApiKeyRecord:
+class ApiKeyRecord(NamedTuple):
     key_hash: str
     key_id: str  # the first 12 hex digits of the hash: enough to name a key in the admin command
     name: str
@@ -116,7 +114,7 @@ class ApiKeyStore:
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":true": {"BOOL": True}},
         )
-        return ApiKeyRecord(**{**record.__dict__, "revoked": True})
+        return record._replace(revoked=True)
 
 
 class ApiKeyLookup:

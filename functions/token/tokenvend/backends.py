@@ -8,8 +8,7 @@ and we always know the call's id, which is what a server-side hangup needs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -20,8 +19,7 @@ from tokenvend.openai_client import FailureKind, OpenAIClient, Timed, UpstreamFa
 from tokenvend.policy import SessionChoice, SessionPolicy
 
 
-@dataclass(frozen=True)
-class CreatedCall:
+class CreatedCall(NamedTuple):
     call_id: str
     answer_sdp: str
 

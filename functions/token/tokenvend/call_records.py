@@ -7,9 +7,8 @@ DynamoDB failing is `503 limiter_unavailable` here, as everywhere the limits tab
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,8 +23,7 @@ class CallState(StrEnum):
     ENDED = "ended"
 
 
-@dataclass(frozen=True)
-class CallRecord:
+class CallRecord(NamedTuple):
     call_id: str
     caller: str  # the caller's salted hash
     backend: str

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from tokenvend.errors import ApiError, Code, invalid_api_key
 
@@ -23,8 +23,7 @@ class CallerKind(StrEnum):
     API_KEY = "api_key"
 
 
-@dataclass(frozen=True)
-class Caller:
+class Caller(NamedTuple):
     kind: CallerKind
     hash: str  # salted: safe to log and to send to OpenAI as the safety identifier
     key_hash: str | None = None  # for API-key callers: the unsalted SHA-256 under which the key is stored

@@ -9,13 +9,12 @@ with T rounded up, so rounding can only make the limit stricter.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MS_PER_HOUR = 3_600_000
 
 
-@dataclass(frozen=True)
-class Bucket:
+class Bucket(NamedTuple):
     burst: int
     interval_ms: int  # one token is earned back every interval_ms
 
@@ -27,8 +26,7 @@ class Bucket:
         return self.burst * self.interval_ms
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     new_tat: int  # tat after this request (unchanged when denied)
     remaining: int  # requests still allowed right now, after this one

@@ -19,9 +19,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -39,8 +38,7 @@ HINT_CACHE_SIZE = 10_000
 BUCKET_TTL_MARGIN_SECONDS = 3600
 
 
-@dataclass(frozen=True)
-class Spend:
+class Spend(NamedTuple):
     """What one grant takes from the day's budget, and how a refusal reads."""
 
     attribute: str  # the counter on the day's item
@@ -57,8 +55,7 @@ class Spend:
         return cls(table.CALL_SECONDS, reserved_seconds, limits.daily_call_seconds, "calls")
 
 
-@dataclass(frozen=True)
-class Grant:
+class Grant(NamedTuple):
     """A metered permission to create one token or call; `release` it if nothing was created."""
 
     caller_pk: str
@@ -68,8 +65,7 @@ class Grant:
     spend: Spend
 
 
-@dataclass(frozen=True)
-class Allowance:
+class Allowance(NamedTuple):
     """What the RateLimit-* headers say."""
 
     limit: int

@@ -10,9 +10,8 @@ except as a short, key-free summary for the log. Every answer, good or bad, carr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -42,14 +41,12 @@ class UpstreamFailure(Exception):
         self.param = param  # the request field OpenAI's error names, if any
 
 
-@dataclass(frozen=True)
-class ClientSecret:
+class ClientSecret(NamedTuple):
     value: str
     expires_at: int
 
 
-@dataclass(frozen=True)
-class Timed[T]:
+class Timed[T](NamedTuple):
     """A result and how long OpenAI took to give it (all attempts)."""
 
     value: T

@@ -7,15 +7,13 @@ audio settings never come from the caller. The request body follows OpenAI's GA
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tokenvend.errors import invalid_request
 from tokenvend.settings import LIVE_ALLOWED_CLIENT_EVENTS, LIVE_ALLOWED_SERVER_EVENTS, Settings
 
 
-@dataclass(frozen=True)
-class SessionChoice:
+class SessionChoice(NamedTuple):
     voice: str
     preset: str
 

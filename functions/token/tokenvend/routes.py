@@ -5,14 +5,13 @@ limits, a 405 names their methods, and a test checks them against the template's
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 DEFAULT_MAX_BODY = 4096
 CALLS_MAX_BODY = 16 * 1024  # an SDP offer with its ICE candidates is a few KB
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     method: str
     path: str  # as API Gateway writes it: /calls/{call_id}/hangup
     max_body: int = DEFAULT_MAX_BODY

@@ -9,16 +9,14 @@ module is data, and costs a cold start nothing worth measuring.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # What `calls.check_offer` requires (and checks, in that one place), said in the description: `v=0` first, an
 # `m=audio` line. Whether OpenAI can use the offer (ICE, DTLS, codecs) no schema can say; a 400 names `sdp` then.
 OFFER_PATTERN = r"^[ \t\r\n]*v=0[ \t]*\r?\n([\s\S]*\n)?m=audio "
 
 
-@dataclass(frozen=True)
-class StringField:
+class StringField(NamedTuple):
     """A string member of a request body. `null` (and absence) means "use the default" unless `required`."""
 
     name: str
@@ -28,8 +26,7 @@ class StringField:
     choices: str | None = None  # "voices" or "presets": the owner's list, documented as the field's enum
 
 
-@dataclass(frozen=True)
-class BodySpec:
+class BodySpec(NamedTuple):
     """A JSON object body: its members in the order their errors are reported, and whether it may be absent."""
 
     name: str

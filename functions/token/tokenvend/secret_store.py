@@ -8,7 +8,7 @@ says the cached key is no longer valid.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
@@ -21,8 +21,7 @@ RETRY_AFTER_SECONDS = 2
 _CONFIG_ERRORS = ("ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure", "InvalidRequestException")
 
 
-@dataclass(frozen=True)
-class SecretIds:
+class SecretIds(NamedTuple):
     openai_key: str
     hash_salt: str
 

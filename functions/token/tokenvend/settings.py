@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 KNOWN_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
@@ -58,8 +58,7 @@ class SettingsError(ValueError):
     """A configuration value is missing or invalid; the message names the environment variable."""
 
 
-@dataclass(frozen=True)
-class LimitSettings:
+class LimitSettings(NamedTuple):
     anonymous_burst: int
     anonymous_rate_per_hour: float
     api_key_burst: int
@@ -70,8 +69,7 @@ class LimitSettings:
     issuing_paused: bool
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     openai_base_url: str
     openai_timeout_seconds: float
     openai_secret_id: str
@@ -262,8 +260,7 @@ def _parse_origins(raw: str) -> tuple[str, ...]:
     return origins
 
 
-@dataclass(frozen=True)
-class LeashSettings:
+class LeashSettings(NamedTuple):
     """The leash function's configuration: only what hanging up a call needs."""
 
     openai_base_url: str

@@ -5,8 +5,7 @@ charges nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tokenvend.admission import Admission, RequestFacts
 from tokenvend.limiter import Limiter, Spend
@@ -16,8 +15,7 @@ from tokenvend.openai_client import ClientSecret, OpenAIClient
 from tokenvend.policy import SessionChoice, SessionPolicy
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """A successful answer of a service: the JSON body and the headers that go with it."""
 
     body: dict[str, Any]

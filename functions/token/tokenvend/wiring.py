@@ -7,8 +7,7 @@ of the built container holds nothing that is per container or goes stale.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -34,8 +33,7 @@ from tokenvend.vending import TokenVendor
 QUICK = Config(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "max_attempts": 2})
 
 
-@dataclass(frozen=True)
-class Services:
+class Services(NamedTuple):
     calls: CallDesk
     vendor: TokenVendor
     options: PublicOptions
@@ -45,8 +43,7 @@ class Services:
     stepfunctions: Any
 
 
-@dataclass(frozen=True)
-class LeashServices:
+class LeashServices(NamedTuple):
     ender: CallEnder
     dynamodb: Any
     secretsmanager: Any

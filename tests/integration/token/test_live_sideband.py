@@ -33,14 +33,24 @@ def _frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
 
 
 def _read_client_frame(conn: socket.socket) -> tuple[int, bytes]:
-    reader = conn.makefile("rb")
-    first, second = reader.read(2)
+    first, second = _recv_exactly(conn, 2)
     assert second & 0x80, "a client frame must be masked"
     size = second & 0x7F
     if size == 126:
-        size = struct.unpack("!H", reader.read(2))[0]
-    mask = reader.read(4)
-    return first & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(reader.read(size)))
+        size = struct.unpack("!H", _recv_exactly(conn, 2))[0]
+    mask = _recv_exactly(conn, 4)
+    return first & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(_recv_exactly(conn, size)))
+
+
+def _recv_exactly(conn: socket.socket, size: int) -> bytes:
+    """Unbuffered: a buffered reader per frame could swallow the next frame when two arrive together."""
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(f"the client closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data
 
 
 def _accept(headers: dict[str, str], *, proof: str | None = None) -> bytes:

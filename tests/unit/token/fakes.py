@@ -128,8 +128,7 @@ class Records:
         record = self.items[call_id]
         if record.state is CallState.ENDED:
             return False
-        self.items[call_id] = CallRecord(**{**record.__dict__, "state": CallState.ENDED, "ended_at": at,
-                                            "ended_by": by})
+        self.items[call_id] = record._replace(state=CallState.ENDED, ended_at=at, ended_by=by)
         return True
 
     def due(self, by: int) -> list[CallRecord]:
