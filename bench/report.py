@@ -364,7 +364,8 @@ def _snapstart(results: dict[str, Any]) -> list[str]:
     if init:
         out += ["", f"**What it would save: an estimate, not a measurement.** A cold start without SnapStart runs "
                 f"the init: `import app` as deployed took {init:.0f} ms (median) on this machine (Lambda reports it "
-                "as Init Duration; at 256 MB a function gets a fraction of a vCPU, so it is likely slower there). "
+                "as Init Duration; on-demand init runs on a full vCPU, as the Cold start section says, and "
+                "Lambda's vCPU is not this machine's core). "
                 "With SnapStart that is replaced by the restore (Restore Duration in the REPORT line; AWS publishes "
                 "no figure for Python, and none can be measured here) plus the after-restore hook (re-seeding "
                 "`random`: microseconds). So the estimate is: up to the init time per cold start, less the restore. "
