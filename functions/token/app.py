@@ -117,8 +117,8 @@ def on_api_error(error: ApiError) -> Response:
 def on_not_found(_: NotFoundError) -> Response:
     path = app.current_event.path
     methods = routes.methods_for(path)
-    if methods == [routes.TOKEN.method] and routes.TOKEN.matches(path) and not settings.enable_token_route:
-        return error_response(_token_route_off())  # a 405 would say the route is there
+    if routes.TOKEN.matches(path) and not settings.enable_token_route:
+        return error_response(_token_route_off())  # the same answer as a POST: no 405 for a route that is off
     if methods:
         allowed = ", ".join(methods)
         error = ApiError(405, Code.METHOD_NOT_ALLOWED, f"Use {allowed} for {path}.", {"Allow": allowed})
