@@ -63,10 +63,9 @@ def _probe(path: list[str], statement: str, env: dict[str, str], *, no_bytecode:
 def measure(path: list[str], *, runs: int, layer_path: list[str] | None = None) -> dict[str, Any]:
     env_off = _env(tracing=False, task_root=path[0])
     env_on = _env(tracing=True, task_root=path[0])
-    samples: dict[str, list[float]] = {"floor": [], "floor_clients": [], "floor_openai": [], "floor_framework": [],
-                                       "app": [],
-                                       "app_traced": [],
-                                       "floor_no_pyc": [], "app_no_pyc": [], "app_layer": []}
+    samples: dict[str, list[float]] = {name: [] for name in (
+        "floor", "floor_clients", "floor_openai", "floor_framework", "app", "app_traced", "floor_no_pyc",
+        "app_no_pyc", "app_layer")}
     # Lambda's /var/task is read-only: bytecode the package does not ship is compiled again on every cold start.
     # A copy of the package without __pycache__, imported with -B, shows that cost (the layer and the runtime ship
     # bytecode, as here).
@@ -88,35 +87,40 @@ def measure(path: list[str], *, runs: int, layer_path: list[str] | None = None) 
         if layer_path:  # the alternative: Powertools from the official layer (which ships no bytecode)
             samples["app_layer"].append(_probe(layer_path, "import app", env_off, no_bytecode=True))
     shutil.rmtree(bare.parent, ignore_errors=True)
-    ratios = [a / f for a, f in zip(samples["app"], samples["floor"], strict=True)]
-    traced_ratios = [a / f for a, f in zip(samples["app_traced"], samples["floor"], strict=True)]
-    ratio = Spread.of(ratios, "x")
-    with_clients = Spread.of([a / f for a, f in zip(samples["app"], samples["floor_clients"], strict=True)], "x")
+
+    def ms(name: str) -> dict[str, Any]:
+        return Spread.of(samples[name], "ms").as_dict()
+
+    def ratio(name: str, floor: str) -> Spread:
+        """Probe by probe: each pair was measured side by side."""
+        return Spread.of([a / f for a, f in zip(samples[name], samples[floor], strict=True)], "x")
+
+    def goal(target: str, spread: Spread) -> dict[str, Any]:
+        return {"goal": target, "value": spread.median, "met": spread.median <= RATIO_GOAL}
+
+    to_floor, with_clients = ratio("app", "floor"), ratio("app", "floor_clients")
     return {
-        "floor_ms": Spread.of(samples["floor"], "ms").as_dict(),
-        "floor_clients_ms": Spread.of(samples["floor_clients"], "ms").as_dict(),
+        "floor_ms": ms("floor"),
+        "floor_clients_ms": ms("floor_clients"),
         "ratio_to_floor_clients": with_clients.as_dict(),
-        "floor_openai_ms": Spread.of(samples["floor_openai"], "ms").as_dict(),
-        "floor_framework_ms": Spread.of(samples["floor_framework"], "ms").as_dict(),
-        "ratio_framework": Spread.of([a / f for a, f in zip(samples["floor_framework"], samples["floor"],
-                                                             strict=True)], "x").as_dict(),
-        "app_ms": Spread.of(samples["app"], "ms").as_dict(),
-        "ratio": ratio.as_dict(),
-        "app_traced_ms": Spread.of(samples["app_traced"], "ms").as_dict(),
-        "ratio_traced": Spread.of(traced_ratios, "x").as_dict(),
-        "floor_no_pyc_ms": Spread.of(samples["floor_no_pyc"], "ms").as_dict(),
-        "app_no_pyc_ms": Spread.of(samples["app_no_pyc"], "ms").as_dict(),
-        "ratio_no_pyc": Spread.of([a / f for a, f in zip(samples["app_no_pyc"], samples["floor_no_pyc"],
-                                                          strict=True)], "x").as_dict(),
-        **({"app_layer_ms": Spread.of(samples["app_layer"], "ms").as_dict(),
-            "ratio_layer": Spread.of([a / f for a, f in zip(samples["app_layer"], samples["floor"], strict=True)],
-                                     "x").as_dict()} if samples["app_layer"] else {}),
+        "floor_openai_ms": ms("floor_openai"),
+        "floor_framework_ms": ms("floor_framework"),
+        "ratio_framework": ratio("floor_framework", "floor").as_dict(),
+        "app_ms": ms("app"),
+        "ratio": to_floor.as_dict(),
+        "app_traced_ms": ms("app_traced"),
+        "ratio_traced": ratio("app_traced", "floor").as_dict(),
+        "floor_no_pyc_ms": ms("floor_no_pyc"),
+        "app_no_pyc_ms": ms("app_no_pyc"),
+        "ratio_no_pyc": ratio("app_no_pyc", "floor_no_pyc").as_dict(),
+        **({"app_layer_ms": ms("app_layer"), "ratio_layer": ratio("app_layer", "floor").as_dict()}
+           if samples["app_layer"] else {}),
         "path": [Path(p).name for p in path],
         # The issue's goal, and the same bound against a floor that builds the clients too: the nearest goal the
         # project's framework and eager clients can meet (docs/benchmarks.md, Cold start, says why).
-        "goals": {"ratio": {"goal": f"<= {RATIO_GOAL}x", "value": ratio.median, "met": ratio.median <= RATIO_GOAL},
-                  "ratio_with_clients": {"goal": f"<= {RATIO_GOAL}x of the floor with the clients (restated)",
-                                         "value": with_clients.median, "met": with_clients.median <= RATIO_GOAL}},
+        "goals": {"ratio": goal(f"<= {RATIO_GOAL}x", to_floor),
+                  "ratio_with_clients": goal(f"<= {RATIO_GOAL}x of the floor with the clients (restated)",
+                                             with_clients)},
     }
 
 
