@@ -14,6 +14,7 @@ class PublicOptions:
         self._document = {
             "backend": s.voice_backend,
             "max_call_seconds": s.max_call_seconds,
+            "data_channel": s.data_channel,
             "token_route": s.enable_token_route,
             "model": s.call_model,
             "voices": list(s.voices),

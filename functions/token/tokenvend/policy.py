@@ -13,6 +13,10 @@ from tokenvend.errors import invalid_request
 from tokenvend.settings import LIVE_ALLOWED_CLIENT_EVENTS, LIVE_ALLOWED_SERVER_EVENTS, Settings
 
 
+# The share of the context kept when it is truncated (OpenAI's own example value for cache-friendly truncation).
+RETENTION_RATIO = 0.8
+
+
 class SessionChoice(NamedTuple):
     voice: str
     preset: str
@@ -56,6 +60,11 @@ class SessionPolicy:
         }
         if s.max_output_tokens is not None:
             session["max_output_tokens"] = s.max_output_tokens
+        # Every response re-reads the whole conversation as input: this caps what it re-reads. Past the cap the
+        # oldest turns go, down to RETENTION_RATIO of it, so that truncations are rare and the cache stays warm.
+        session["truncation"] = {"type": "retention_ratio", "retention_ratio": RETENTION_RATIO,
+                                 "token_limits": {"post_instructions": s.realtime_context_tokens}}
+        # No `idle_timeout_ms` in the turn detection: it would make the model start turns by itself.
         return session
 
     def live_session(self, choice: SessionChoice) -> dict[str, Any]:

@@ -96,6 +96,8 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "backend": _p("string", "Which OpenAI API calls go to: the Realtime API or GPT-Live",
                       enum=["realtime", "live"]),
         "max_call_seconds": _p("integer", "Every call is hung up by the server after this many seconds"),
+        "data_channel": _p("boolean", "Whether an offer may carry the `oai-events` data channel. When false, offer "
+                           "exactly one audio section and nothing else (no data channel): any other offer is a 400"),
         "token_route": _p("boolean", "Whether `POST /token` is switched on for clients that must hold a token"),
         "model": _p("string"),
         "voices": _p("array", items={"type": "string"}),

@@ -29,6 +29,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "OPENAI_TIMEOUT_SECONDS": (0.1, 25),
     "SECRET_CACHE_SECONDS": (0, 3600),
     "MAX_OUTPUT_TOKENS": (1, 4096),
+    "REALTIME_CONTEXT_TOKENS": (256, 28_000),
     "TOKEN_TTL_SECONDS": TOKEN_TTL_RANGE,
     "MAX_CALL_SECONDS": MAX_CALL_SECONDS_RANGE,
     "DAILY_CALL_MINUTES": DAILY_CALL_MINUTES_RANGE,
@@ -45,12 +46,19 @@ VOICE_BACKENDS = ("realtime", "live")
 LIVE_MODEL = re.compile(r"^gpt-live-[0-9][a-z0-9.-]{0,30}$")
 # What a browser on a GPT-Live call may send and receive over `oai-events`. Talking needs no client event at all
 # (audio goes over the media track, and the hangup through our API), so none is allowed: the browser cannot touch
-# the session. It receives only what the page renders.
+# the session. It receives only what the page renders, and never an event that carries the session resource
+# (`session.started` and `session.closed` both do, instructions included): the call's start shows as the channel
+# opening, its end as the connection closing.
 LIVE_ALLOWED_CLIENT_EVENTS: tuple[str, ...] = ()
-LIVE_ALLOWED_SERVER_EVENTS = ("session.started", "session.input_transcript.delta", "session.output_transcript.delta",
-                              "session.usage.updated", "session.closed", "error")
+LIVE_ALLOWED_SERVER_EVENTS = ("session.input_transcript.delta", "session.output_transcript.delta",
+                              "session.usage.updated", "error")
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+# Realtime's server-side bounds on what one response may cost (README, "The worst case"): at most this many output
+# tokens (about 50 s of speech, longer than any answer a voice assistant should give), re-reading at most this many
+# conversation tokens after the instructions (about two minutes of spoken dialogue).
+DEFAULT_MAX_OUTPUT_TOKENS = 1024
+DEFAULT_REALTIME_CONTEXT_TOKENS = 4096
 DEFAULT_PRESETS = {"default": "You are a friendly, helpful voice assistant. Keep your answers short."}
 
 
@@ -84,7 +92,9 @@ class Settings(NamedTuple):
     transcription_model: str | None
     turn_detection: str | None
     noise_reduction: str | None
-    max_output_tokens: int | None
+    max_output_tokens: int | None  # None: "inf", which the owner must choose explicitly
+    realtime_context_tokens: int
+    realtime_data_channel: bool
     token_ttl_seconds: int
     max_call_seconds: int
     enable_token_route: bool
@@ -98,6 +108,12 @@ class Settings(NamedTuple):
     def call_model(self) -> str:
         """The model calls run on: the Realtime model, or the GPT-Live model on the live backend."""
         return self.live_model if self.voice_backend == "live" else self.model
+
+    @property
+    def data_channel(self) -> bool:
+        """Whether a caller's offer may carry the `oai-events` data channel: always on GPT-Live, whose channel is
+        allow-listed (the browser may send nothing); on Realtime only when the owner lets callers rewrite the session."""
+        return self.voice_backend == "live" or self.realtime_data_channel
 
     @property
     def realtime_url(self) -> str:
@@ -188,7 +204,7 @@ def _parse(env: _Env) -> Settings:
     transcription = env.str("TRANSCRIPTION_MODEL", "gpt-4o-mini-transcribe")
     turn_detection = env.choice("TURN_DETECTION", "semantic_vad", TURN_DETECTION_TYPES)
     noise_reduction = env.choice("NOISE_REDUCTION", "near_field", NOISE_REDUCTION_TYPES)
-    max_output = env.str("MAX_OUTPUT_TOKENS", "inf")
+    max_output = env.str("MAX_OUTPUT_TOKENS", str(DEFAULT_MAX_OUTPUT_TOKENS))
     return Settings(
         openai_base_url=_parse_base_url(env.str("OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL)),
         openai_timeout_seconds=env.float("OPENAI_TIMEOUT_SECONDS", 10),
@@ -205,10 +221,12 @@ def _parse(env: _Env) -> Settings:
         turn_detection=None if turn_detection == "none" else turn_detection,
         noise_reduction=None if noise_reduction == "none" else noise_reduction,
         max_output_tokens=None if max_output == "inf" else env.int("MAX_OUTPUT_TOKENS", 0),
+        realtime_context_tokens=env.int("REALTIME_CONTEXT_TOKENS", DEFAULT_REALTIME_CONTEXT_TOKENS),
+        realtime_data_channel=env.bool("REALTIME_DATA_CHANNEL", False),
         token_ttl_seconds=env.int("TOKEN_TTL_SECONDS", 60),
         max_call_seconds=env.int("MAX_CALL_SECONDS", 300),
         enable_token_route=env.bool("ENABLE_TOKEN_ROUTE", False),
-        voice_backend=env.choice("VOICE_BACKEND", "realtime", VOICE_BACKENDS),
+        voice_backend=env.choice("VOICE_BACKEND", "live", VOICE_BACKENDS),
         live_model=env.pattern("LIVE_MODEL", "gpt-live-1.1", LIVE_MODEL),
         state_machine_arn=env.optional("STATE_MACHINE_ARN"),
         allowed_origins=_parse_origins(env.str("ALLOWED_ORIGINS", "none")),
