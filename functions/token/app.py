@@ -104,6 +104,8 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str]) -> Respons
 def error_response(error: ApiError) -> Response:
     if error.status in DENIALS or error.code in (Code.ISSUING_PAUSED, Code.LIMITER_UNAVAILABLE):
         count(metric_names.DENIED, reason=str(error.code))
+    if 400 <= error.status < 500:
+        metric_names.tally(metric_names.CLIENT_ERRORS)
     logger.append_keys(decision=str(error.code))
     return Response(error.status, content_types.APPLICATION_JSON, error.body(), {**NO_STORE, **error.headers})
 

@@ -1,7 +1,8 @@
 """The leash function: ends calls at their time limit. Two callers, one job.
 
-- The call's timer (a Step Functions execution that waited until the call's end) sends `{"call_id": "..."}`: hang
-  that call up. A failure is raised, so the state machine retries with backoff.
+- The call's timer (a Step Functions execution that waited until the call's end) sends `{"call_id", "backend"}`:
+  hang that call up at OpenAI, whatever its record says (a call hung up early gets OpenAI's 404, which is fine). A
+  failure is raised, so the state machine retries with backoff for about four minutes.
 - The sweeper (an EventBridge Scheduler schedule, every minute) sends `{"sweep": true}`: hang up every call past
   its end that is not marked ended, in case a timer failed for good.
 """
@@ -32,11 +33,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.error("leash event without a call_id", extra={"keys": sorted(event)})
         return {"outcome": "ignored"}
     logger.append_keys(call_id=call_id)
+    backend = event.get("backend")
     try:
-        outcome = services.ender.end(call_id, by="leash")
+        ending = services.ender.end_by_id(call_id, by="leash", backend=backend if isinstance(backend, str) else None)
     except Exception:
         tally(LEASH_FAILURES, stage="timer")
         logger.exception("could not end the call; the timer will retry")
         raise
-    logger.info("leash", extra={"outcome": outcome})
-    return {"call_id": call_id, "outcome": outcome}
+    logger.info("leash", extra={"outcome": ending.outcome})
+    return {"call_id": call_id, "outcome": ending.outcome}

@@ -1,10 +1,12 @@
 """The owner's admin command, run with the owner's own AWS credentials (never by the function):
 
     PYTHONPATH=functions/token python -m tokenvend.admin --table <name> create <name> [--burst N] [--rate-per-hour R]
-    ... list | revoke <id-or-name> | pause | resume | status
+    ... list | revoke <id-or-name> | pause [--hang-up-all --secret-id <arn>] | resume | status
 
 `create` prints the new key once; only its SHA-256 is stored. `pause` sets the kill switch every issuing
-transaction checks, so it takes effect on the next request. `--table` defaults to $TABLE_NAME.
+transaction checks, so it takes effect on the next request; with `--hang-up-all` it also ends every call still
+running, the way the leash does (hung up at OpenAI with the key in `--secret-id`, the stack's OpenAISecretArn,
+then marked ended). `--table` defaults to $TABLE_NAME, `--secret-id` to $OPENAI_SECRET_ARN.
 Exit codes: 0 ok, 1 error, 2 usage.
 """
 
@@ -21,6 +23,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tokenvend import table
 from tokenvend.api_keys import ApiKeyRecord, ApiKeyStore
+from tokenvend.backends import hangups
+from tokenvend.call_ending import CallEnder
+from tokenvend.call_records import CallRecords
+from tokenvend.openai_client import OpenAIClient
+from tokenvend.secret_store import SecretIds, SecretStore
+from tokenvend.settings import DEFAULT_OPENAI_BASE_URL
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -59,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("list", help="list keys (never the keys themselves)")
     revoke = commands.add_parser("revoke", help="revoke a key, effective on its next request")
     revoke.add_argument("key", metavar="id-or-name", help="the key id from `list`, or its name if unique")
-    commands.add_parser("pause", help="stop issuing tokens now (kill switch)")
+    pause = commands.add_parser("pause", help="stop all new calls and tokens now (kill switch)")
+    pause.add_argument("--hang-up-all", action="store_true",
+                       help="also end every running call now, as the leash does")
+    pause.add_argument("--secret-id", default=os.environ.get("OPENAI_SECRET_ARN"),
+                       help="the OpenAISecretArn output (for --hang-up-all); default $OPENAI_SECRET_ARN")
+    pause.add_argument("--openai-base-url", default=os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL,
+                       help="where OpenAI is (for --hang-up-all); default $OPENAI_BASE_URL or OpenAI's")
     commands.add_parser("resume", help="resume issuing tokens")
     commands.add_parser("status", help="today's issued count and whether issuing is paused")
     return parser
@@ -77,6 +91,11 @@ def main(argv: list[str] | None = None, *, client: Any = None, out: TextIO | Non
     if not args.table:
         parser.print_usage(err)
         print("error: give --table <name> or set TABLE_NAME", file=err)
+        return EXIT_USAGE
+    if getattr(args, "hang_up_all", False) and not args.secret_id:
+        parser.print_usage(err)
+        print("error: --hang-up-all needs the key: give --secret-id <OpenAISecretArn> or set OPENAI_SECRET_ARN",
+              file=err)
         return EXIT_USAGE
     if client is None:
         import boto3
@@ -119,7 +138,15 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
                 ExpressionAttributeNames={"#paused": table.PAUSED, "#changed": "changed_at"},
                 ExpressionAttributeValues={":paused": {"BOOL": paused}, ":now": {"N": str(int(time.time()))}},
             )
-            print("issuing paused: no token is issued until `resume`" if paused else "issuing resumed", file=out)
+            print("issuing paused: no call or token is started until `resume`" if paused else "issuing resumed",
+                  file=out)
+            if paused and args.hang_up_all:
+                result = _ender(client, args.table, args.secret_id, args.openai_base_url).end_all_active(by="owner")
+                print(f"running calls ended: {result['due'] - result['failed']} of {result['due']}", file=out)
+                if result["failed"]:
+                    print(f"{result['failed']} could not be ended now; their leash still ends them. Run it again "
+                          "to retry.", file=out)
+                    return EXIT_ERROR
         case "status":
             day = datetime.now(UTC).strftime("%Y-%m-%d")
             day_item = client.get_item(TableName=args.table, Key={table.PK: {"S": table.day_pk(day)}},
@@ -131,6 +158,16 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             print(f"issued today ({day} UTC): {issued}", file=out)
             print(f"issuing: {'paused' if paused else 'active'}", file=out)
     return EXIT_OK
+
+
+def _ender(dynamodb: Any, table_name: str, secret_id: str, openai_base_url: str) -> CallEnder:
+    """What the leash ends calls with, built from the owner's credentials."""
+    import boto3
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    secrets = SecretStore(SecretIds(secret_id, ""), 0, SecretsProvider(boto3_client=boto3.client("secretsmanager")))
+    openai = OpenAIClient(openai_base_url.rstrip("/"))
+    return CallEnder(secrets, CallRecords(dynamodb, table_name), hangups(openai))
 
 
 def _row(record: ApiKeyRecord) -> str:

@@ -1,11 +1,11 @@
 """Who is calling, from what API Gateway saw (an API-key caller or an anonymous one, see `caller`), and what they
-are charged for what OpenAI creates for them.
+are charged for a token OpenAI mints for them.
 
 The caller goes into the request's log context as a salted hash, never as the key or the address. Errors raised
 while serving a known caller carry that caller's RateLimit-* headers, so a client always learns its allowance.
-The order of `create_metered` is the spend guarantee: the key is read before anything is charged (a misconfigured
-stack charges nobody), the charge comes before OpenAI is called (nothing is created unmetered), and what OpenAI
-failed to create is given back.
+The order of `create_metered` (the token route's; calls have their own sequence in `calls`) is the spend guarantee:
+the key is read before anything is charged (a misconfigured stack charges nobody), the charge comes before OpenAI
+is called (nothing is created unmetered), and anything that fails after the charge gives it back.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from tokenvend.caller import Caller, identify
 from tokenvend.errors import ApiError
 from tokenvend.limiter import Grant, Limiter, Spend
 from tokenvend.observability import logger
+from tokenvend.openai_client import UpstreamFailure
 from tokenvend.secret_store import SecretStore
-from tokenvend.upstream import with_key_refresh
+from tokenvend.upstream import as_api_error, with_key_refresh
 
 
 class RequestFacts(NamedTuple):
@@ -47,7 +48,11 @@ class Admission:
         grant = self._limiter.acquire(caller, spend)
         try:
             return with_key_refresh(self._secrets, api_key, create), grant
-        except ApiError:
+        except UpstreamFailure as failure:
+            self._limiter.release(grant)
+            raise as_api_error(failure) from None
+        except Exception:
+            # A token minted but never handed out can start nothing: giving the charge back costs nothing.
             self._limiter.release(grant)
             raise
 

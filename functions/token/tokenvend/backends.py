@@ -37,56 +37,76 @@ class VoiceBackend(CallHangup, Protocol):
                     safety_identifier: str) -> Timed[CreatedCall]: ...
 
 
+REALTIME_CALLS = "/realtime/calls"
+LIVE_SESSIONS = "/live/sessions"
+REALTIME, LIVE = "realtime", "live"
+# What OpenAI bills a call however short it was: GPT-Live bills 15 s when a session is created (credited once it
+# runs), so a session ended at once, or created and never connected, costs 15 s. A Realtime call bills tokens only.
+MINIMUM_BILLED_SECONDS = {REALTIME: 0, LIVE: 15}
+
+
 class Hangup:
-    """`POST <path>/{id}/hangup` with no body: what ends a call, whichever way it was set up.
+    """`POST <path>/{id}/hangup` with no body: what ends a Realtime call. OpenAI's 404 means it had already ended."""
 
-    `when_refused`, if given, is asked next when OpenAI refuses the hangup with a 4xx (its 404 included): OpenAI
-    documents Live's hangup for SIP calls, and ends a WebRTC session through its sideband for certain."""
-
-    def __init__(self, openai: OpenAIClient, calls_path: str, when_refused: CallHangup | None = None) -> None:
+    def __init__(self, openai: OpenAIClient, calls_path: str) -> None:
         self._openai = openai
         self._calls_path = calls_path
-        self._when_refused = when_refused
 
     def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:
         try:
             timed = self._openai.post(f"{self._calls_path}/{quote(call_id, safe='')}/hangup", api_key,
                                       headers={"Accept": "*/*"})
         except UpstreamFailure as failure:
-            second_way = self._when_refused
-            if second_way is not None and failure.kind in (FailureKind.NOT_FOUND, FailureKind.REJECTED):
-                ended = second_way.hang_up(api_key, call_id)
-                logger.info("hangup refused; the call was ended the second way" if ended.value
-                            else "hangup refused; the call was already over",
-                            extra={"call_id": call_id, "hangup_status": failure.status})
-                return Timed(ended.value, failure.latency_ms + ended.latency_ms)
             if failure.kind is FailureKind.NOT_FOUND:
                 return Timed(False, failure.latency_ms)
             raise
         return Timed(True, timed.latency_ms)
 
 
-REALTIME_CALLS = "/realtime/calls"
-LIVE_SESSIONS = "/live/sessions"
+class LiveHangup:
+    """A GPT-Live session counts as ended only when OpenAI confirms it: `POST .../{id}/hangup` first (OpenAI
+    documents it for SIP calls, so its answer, 2xx or not, proves nothing about a WebRTC session), then the
+    sideband, which says for certain: a 404 on attach (the session is over, whichever way it ended) or
+    `session.closed` after our `session.close`. Anything short of that raises, and the leash tries again."""
+
+    def __init__(self, openai: OpenAIClient, sideband: CallHangup) -> None:
+        self._hangup = Hangup(openai, LIVE_SESSIONS)
+        self._sideband = sideband
+
+    def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:
+        asked, latency_ms = False, 0.0
+        try:
+            timed = self._hangup.hang_up(api_key, call_id)
+            asked, latency_ms = timed.value, timed.latency_ms
+        except UpstreamFailure as failure:
+            if failure.kind is FailureKind.AUTH:
+                raise  # the same key would be refused on the sideband: refresh it first
+            latency_ms = failure.latency_ms
+            logger.info("the Live hangup was refused; the sideband decides", extra={"hangup_status": failure.status})
+        confirmed = self._sideband.hang_up(api_key, call_id)
+        if asked and confirmed.value:
+            logger.warning("the Live hangup answered 2xx but the session was still running; closed on the sideband",
+                           extra={"call_id": call_id})
+        return Timed(asked or confirmed.value, latency_ms + confirmed.latency_ms)
 
 
 def hangups(openai: OpenAIClient) -> dict[str, CallHangup]:
     """How to hang up a call of each backend, by the backend's name (what the leash needs, and nothing else)."""
-    return {RealtimeBackend.name: Hangup(openai, REALTIME_CALLS), LiveBackend.name: live_hangup(openai)}
+    return {REALTIME: Hangup(openai, REALTIME_CALLS), LIVE: live_hangup(openai)}
 
 
-def live_hangup(openai: OpenAIClient) -> Hangup:
-    return Hangup(openai, LIVE_SESSIONS, when_refused=LiveSideband(openai.base_url, openai.timeout_seconds))
+def live_hangup(openai: OpenAIClient) -> LiveHangup:
+    return LiveHangup(openai, LiveSideband(openai.base_url, openai.timeout_seconds))
 
 
 def backend_for(name: str, openai: OpenAIClient, policy: SessionPolicy) -> VoiceBackend:
-    return {RealtimeBackend.name: RealtimeBackend, LiveBackend.name: LiveBackend}[name](openai, policy)
+    return {REALTIME: RealtimeBackend, LIVE: LiveBackend}[name](openai, policy)
 
 
 class RealtimeBackend:
     """`POST /v1/realtime/calls` (multipart: the offer and the session) and `.../{call_id}/hangup`."""
 
-    name = "realtime"
+    name = REALTIME
 
     def __init__(self, openai: OpenAIClient, policy: SessionPolicy) -> None:
         self._openai = openai
@@ -112,16 +132,16 @@ def _realtime_call(response: httpx.Response) -> CreatedCall:
     answer = response.text
     if response.status_code != 201 or not call_id.startswith("rtc_") or not answer.lstrip().startswith("v=0"):
         raise UpstreamFailure(FailureKind.ERROR, response.status_code,
-                              f"{response.status_code} without an SDP answer and an rtc_ Location")
+                              f"{response.status_code} without an SDP answer and an rtc_ Location",
+                              may_have_acted=True)
     return CreatedCall(call_id, answer)
 
 
 class LiveBackend:
-    """GPT-Live: `POST /v1/live/sessions` (JSON: the session and the WebRTC offer) and `.../{id}/hangup`, or the
-    sideband's `session.close` if that is refused. There are no ephemeral tokens in this API at all: only a server
-    can start a session."""
+    """GPT-Live: `POST /v1/live/sessions` (JSON: the session and the WebRTC offer), ended as `LiveHangup` says.
+    There are no ephemeral tokens in this API at all: only a server can start a session."""
 
-    name = "live"
+    name = LIVE
 
     def __init__(self, openai: OpenAIClient, policy: SessionPolicy) -> None:
         self._openai = openai
@@ -147,5 +167,6 @@ def _live_session(response: httpx.Response) -> CreatedCall:
     if (response.status_code != 201 or not isinstance(session_id, str) or not session_id.startswith("live_")
             or not isinstance(answer, str) or not answer.lstrip().startswith("v=0")):
         raise UpstreamFailure(FailureKind.ERROR, response.status_code,
-                              f"{response.status_code} without a live_ session id and an SDP answer")
+                              f"{response.status_code} without a live_ session id and an SDP answer",
+                              may_have_acted=True)
     return CreatedCall(session_id, answer)

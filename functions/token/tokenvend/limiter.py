@@ -132,24 +132,32 @@ class Limiter:
             return Grant(pk, bucket, _day(now), decision, spend)
         raise ApiError(429, Code.RATE_LIMITED, "Too many simultaneous requests; retry shortly.", {"Retry-After": "1"})
 
-    def release(self, grant: Grant) -> None:
-        """Give back what was not created. Best effort: a failure here costs the caller a slot, never spend."""
+    def release(self, grant: Grant, *, keep_seconds: int = 0, keep_slot: bool = False) -> int:
+        """Give back what was not used: the day's share of the grant but `keep_seconds` (what OpenAI bills for a
+        call that may exist), and the caller's slot unless `keep_slot` (a caller whose own request failed keeps it
+        spent, so that failing on purpose costs as much as succeeding). What was given back to the day, 0 if the
+        give-back failed. Best effort: a failure here costs the caller a slot or the day some seconds, never spend."""
+        amount = max(0, grant.spend.amount - keep_seconds)
+        parts = [] if keep_slot else [{"Update": {
+            "TableName": self._table,
+            "Key": {table.PK: {"S": grant.caller_pk}},
+            "UpdateExpression": "SET #tat = #tat - :interval",
+            "ConditionExpression": "attribute_exists(#tat)",
+            "ExpressionAttributeNames": {"#tat": table.TAT},
+            "ExpressionAttributeValues": {":interval": _n(grant.bucket.interval_ms)},
+        }}]
+        if amount:
+            parts.append(self._give_back(grant.day, grant.spend.attribute, amount))
+        if not parts:
+            return 0
         try:
-            self._client.transact_write_items(TransactItems=[
-                {"Update": {
-                    "TableName": self._table,
-                    "Key": {table.PK: {"S": grant.caller_pk}},
-                    "UpdateExpression": "SET #tat = #tat - :interval",
-                    "ConditionExpression": "attribute_exists(#tat)",
-                    "ExpressionAttributeNames": {"#tat": table.TAT},
-                    "ExpressionAttributeValues": {":interval": _n(grant.bucket.interval_ms)},
-                }},
-                self._give_back(grant.day, grant.spend.attribute, grant.spend.amount),
-            ])
+            self._client.transact_write_items(TransactItems=parts)
         except (ClientError, BotoCoreError):
-            return
+            return 0
         finally:
-            self._tat_hint.pop(grant.caller_pk, None)
+            if not keep_slot:
+                self._tat_hint.pop(grant.caller_pk, None)
+        return amount
 
     def credit(self, day: str, seconds: int) -> bool:
         """Give unused call seconds back to that day's budget (a call hung up early). False if it failed."""
@@ -162,13 +170,14 @@ class Limiter:
         return True
 
     def _give_back(self, day: str, attribute: str, amount: int) -> dict[str, Any]:
+        # Never below zero: a give-back larger than what the day holds is a bug or a replay, and refused whole.
         return {"Update": {
             "TableName": self._table,
             "Key": {table.PK: {"S": table.day_pk(day)}},
             "UpdateExpression": "ADD #count :minus",
-            "ConditionExpression": "attribute_exists(#count)",
+            "ConditionExpression": "#count >= :amount",
             "ExpressionAttributeNames": {"#count": attribute},
-            "ExpressionAttributeValues": {":minus": _n(-amount)},
+            "ExpressionAttributeValues": {":minus": _n(-amount), ":amount": _n(amount)},
         }}
 
     def allowance(self, caller: Caller) -> Allowance:

@@ -1,12 +1,12 @@
-"""GPT-Live's trusted sideband, used only to end a session whose `POST .../hangup` OpenAI refused.
+"""GPT-Live's trusted sideband: how a Live session's end is confirmed (and brought about, if it is still running).
 
-OpenAI documents `POST /v1/live/sessions/{id}/hangup` as ending a SIP call; for a WebRTC session the way it
-documents is the sideband: a WebSocket to `/v1/live/sessions/{id}/attach` with the standard key, the client event
-`{"type": "session.close"}`, and `session.closed` back. The leash tries the hangup first and comes here only when it
-is refused, so that a Live call still ends on time whichever of the two OpenAI honours.
+OpenAI documents `POST /v1/live/sessions/{id}/hangup` as ending a SIP call; for a WebRTC session what it documents
+is the sideband: a WebSocket to `/v1/live/sessions/{id}/attach` with the standard key, the client event
+`{"type": "session.close"}`, and `session.closed` back. A 404 on attach means the session is over. Every Live
+hangup comes here after the POST (`backends.LiveHangup`), so a call counts as ended only once OpenAI has said so.
 
-One message out and one awaited on a rare path: a few RFC 6455 frames over the standard library, rather than a
-WebSocket library in every cold start and in the package.
+One message out and one awaited: a few RFC 6455 frames over the standard library, rather than a WebSocket library
+in every cold start and in the package.
 """
 
 from __future__ import annotations

@@ -27,11 +27,18 @@ UPSTREAM_LATENCY = "UpstreamLatency"
 # hangup gives back: their difference is what the day's counter holds, which the spend alarm compares to the cap.
 CALL_SECONDS_RESERVED = "CallSecondsReserved"
 CALL_SECONDS_CREDITED = "CallSecondsCredited"
+# Offers OpenAI refused: each one reached OpenAI with the owner's key. The caller keeps its slot spent, and an alarm
+# watches the count.
+OFFERS_REJECTED = "OffersRejected"
+# Every 4xx the function answers: API Gateway's own 4xx count minus this is what API Gateway refused by itself,
+# which is its throttling (the catch-all route sends every other request to the function).
+CLIENT_ERRORS = "ClientErrors"
 
 # Counts an alarm watches: each is also emitted with `service` alone.
-ALARMED_COUNTS = frozenset({TOKENS_ISSUED, LEASH_FAILURES, UPSTREAM_ERRORS})
-# Denied is emitted with `service` and `reason` (an error code); the denial alarm names these two reasons.
-DENIAL_REASONS_ALARMED = ("rate_limited", "origin_not_allowed")
+ALARMED_COUNTS = frozenset({TOKENS_ISSUED, LEASH_FAILURES, UPSTREAM_ERRORS, OFFERS_REJECTED, CLIENT_ERRORS})
+# Denied is emitted with `service` and `reason` (an error code); the denial alarm names these two reasons, and the
+# drain alarm the day's budget running out.
+DENIAL_REASONS_ALARMED = ("rate_limited", "origin_not_allowed", "daily_budget_exhausted")
 # Which function emits which alarmed metric: an alarm sums it over these services.
 EMITTED_BY: dict[str, tuple[str, ...]] = {
     TOKENS_ISSUED: (SERVICE_API,),
@@ -43,6 +50,8 @@ EMITTED_BY: dict[str, tuple[str, ...]] = {
     UPSTREAM_LATENCY: (SERVICE_API, SERVICE_LEASH),
     CALL_SECONDS_RESERVED: (SERVICE_API,),
     CALL_SECONDS_CREDITED: (SERVICE_API,),
+    OFFERS_REJECTED: (SERVICE_API,),
+    CLIENT_ERRORS: (SERVICE_API,),
 }
 
 

@@ -31,7 +31,7 @@ class FailureKind(StrEnum):
 
 class UpstreamFailure(Exception):
     def __init__(self, kind: FailureKind, status: int | None, detail: str, retry_after: int | None = None,
-                 latency_ms: float = 0.0, param: str | None = None) -> None:
+                 latency_ms: float = 0.0, param: str | None = None, *, may_have_acted: bool = False) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.status = status
@@ -39,6 +39,9 @@ class UpstreamFailure(Exception):
         self.retry_after = retry_after
         self.latency_ms = latency_ms
         self.param = param  # the request field OpenAI's error names, if any
+        # Whether OpenAI may have done what was asked although we got no usable answer (a timeout or a lost
+        # connection after the request went out, a gateway's 502/504, a 2xx we cannot read): a call may exist.
+        self.may_have_acted = may_have_acted
 
 
 class ClientSecret(NamedTuple):
@@ -85,16 +88,19 @@ class OpenAIClient:
             try:
                 response = self._http.post(f"{self.base_url}{path}", headers=headers, **request)
             except httpx.TimeoutException as exc:
-                if isinstance(exc, httpx.ConnectTimeout) and attempt == 1:
+                never_sent = isinstance(exc, httpx.ConnectTimeout)
+                if never_sent and attempt == 1:
                     time.sleep(RETRY_PAUSE_SECONDS)
                     continue
-                raise UpstreamFailure(FailureKind.TIMEOUT, None, type(exc).__name__, latency_ms=elapsed()) from None
+                raise UpstreamFailure(FailureKind.TIMEOUT, None, type(exc).__name__, latency_ms=elapsed(),
+                                      may_have_acted=not never_sent) from None
             except httpx.TransportError as exc:
-                if attempt == 1 and (may_repeat or isinstance(exc, httpx.ConnectError)):
+                never_sent = isinstance(exc, httpx.ConnectError)
+                if attempt == 1 and (may_repeat or never_sent):
                     time.sleep(RETRY_PAUSE_SECONDS)
                     continue
-                raise UpstreamFailure(FailureKind.UNREACHABLE, None, type(exc).__name__,
-                                      latency_ms=elapsed()) from None
+                raise UpstreamFailure(FailureKind.UNREACHABLE, None, type(exc).__name__, latency_ms=elapsed(),
+                                      may_have_acted=not never_sent) from None
             if response.status_code >= 500 and attempt == 1 and (may_repeat or response.status_code in (500, 503)):
                 time.sleep(RETRY_PAUSE_SECONDS)
                 continue
@@ -139,7 +145,9 @@ def _failure(response: httpx.Response, latency_ms: float) -> UpstreamFailure:
     if kind is FailureKind.BUSY:
         return UpstreamFailure(kind, status, detail, _retry_after(response), latency_ms)
     param = _error_param(response) if kind is FailureKind.REJECTED else None
-    return UpstreamFailure(kind, status, detail, latency_ms=latency_ms, param=param)
+    # OpenAI's own 500 and 503 say it failed; a 502 or 504 is a gateway's, and what stood behind it may have acted.
+    return UpstreamFailure(kind, status, detail, latency_ms=latency_ms, param=param,
+                           may_have_acted=status in (502, 504))
 
 
 def _error_summary(response: httpx.Response) -> str:

@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 from tokenvend.errors import invalid_request
 from tokenvend.settings import LIVE_ALLOWED_CLIENT_EVENTS, LIVE_ALLOWED_SERVER_EVENTS, Settings
 
-
 # The share of the context kept when it is truncated (OpenAI's own example value for cache-friendly truncation).
 RETENTION_RATIO = 0.8
 

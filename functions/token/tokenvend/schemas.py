@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-# What `calls.check_offer` requires (and checks, in that one place), said in the description: `v=0` first, an
-# `m=audio` line. Whether OpenAI can use the offer (ICE, DTLS, codecs) no schema can say; a 400 names `sdp` then.
-OFFER_PATTERN = r"^[ \t\r\n]*v=0[ \t]*\r?\n([\s\S]*\n)?m=audio "
+# Part of what `offer_policy.check_offer` requires (and checks, in that one place), said in the description: `v=0`
+# first, an `m=audio` line. The rest (printable ASCII, the ICE and DTLS attributes, the media sections the owner
+# allows) is in the field's description; whether OpenAI can use the offer no schema can say: a 400 names `sdp` then.
+OFFER_PATTERN = r"^v=0\r?\n([\s\S]*\n)?m=audio "
 
 
 class StringField(NamedTuple):
@@ -41,11 +42,15 @@ VOICE = StringField("voice", choices="voices")
 PRESET = StringField("preset", choices="presets")
 TOKEN_REQUEST = BodySpec("TokenRequest", (VOICE, PRESET), optional=True)
 CALL_REQUEST = BodySpec("CallRequest", (
-    StringField("sdp", "The browser's WebRTC SDP offer (with an audio section and the `oai-events` data channel)",
+    StringField("sdp", "The browser's WebRTC SDP offer: printable ASCII lines (CRLF or LF), `v=0` first, at most "
+                "12 KB and 4 media sections, with `a=ice-ufrag`, `a=ice-pwd`, `a=fingerprint` and `a=setup`; exactly "
+                "one active audio section, plus the `oai-events` data channel (`m=application`) only where "
+                "`GET /options` says `data_channel: true`",
                 required=True, pattern=OFFER_PATTERN),
     VOICE, PRESET), optional=False)
 HANGUP_REQUEST = BodySpec("HangupRequest", (
-    StringField("hangup_token", "The `hangup_token` of the call's setup answer"),), optional=True)
+    StringField("hangup_token", "The `hangup_token` of the call's setup answer (43 characters of base64url)",
+                pattern=r"^[A-Za-z0-9_-]{43}$"),), optional=True)
 REQUESTS = (TOKEN_REQUEST, CALL_REQUEST, HANGUP_REQUEST)
 
 

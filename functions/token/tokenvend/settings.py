@@ -112,7 +112,8 @@ class Settings(NamedTuple):
     @property
     def data_channel(self) -> bool:
         """Whether a caller's offer may carry the `oai-events` data channel: always on GPT-Live, whose channel is
-        allow-listed (the browser may send nothing); on Realtime only when the owner lets callers rewrite the session."""
+        allow-listed (the browser may send nothing); on Realtime only when the owner lets callers rewrite the
+        session."""
         return self.voice_backend == "live" or self.realtime_data_channel
 
     @property
@@ -220,7 +221,7 @@ def _parse(env: _Env) -> Settings:
         transcription_model=None if transcription == "none" else transcription,
         turn_detection=None if turn_detection == "none" else turn_detection,
         noise_reduction=None if noise_reduction == "none" else noise_reduction,
-        max_output_tokens=None if max_output == "inf" else env.int("MAX_OUTPUT_TOKENS", 0),
+        max_output_tokens=None if max_output == "inf" else env.int("MAX_OUTPUT_TOKENS", DEFAULT_MAX_OUTPUT_TOKENS),
         realtime_context_tokens=env.int("REALTIME_CONTEXT_TOKENS", DEFAULT_REALTIME_CONTEXT_TOKENS),
         realtime_data_channel=env.bool("REALTIME_DATA_CHANNEL", False),
         token_ttl_seconds=env.int("TOKEN_TTL_SECONDS", 60),

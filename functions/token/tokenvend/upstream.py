@@ -25,21 +25,21 @@ _ANSWERS: dict[FailureKind, tuple[int, Code, str]] = {
 
 
 def with_key_refresh[T](secrets: SecretStore, api_key: str, call: Callable[[str], T]) -> T:
-    """`call(api_key)`; if OpenAI refuses the cached key, read the secret afresh and try once more.
-    Any UpstreamFailure left over becomes the ApiError a caller sees."""
+    """`call(api_key)`; if OpenAI refuses the cached key, read the secret afresh and try once more. A failure left
+    over is raised as the UpstreamFailure it is (the caller decides what it costs), its latency measured."""
     try:
         return call(api_key)
     except UpstreamFailure as failure:
         latency(UPSTREAM_LATENCY, failure.latency_ms)
         if failure.kind is not FailureKind.AUTH:
-            raise as_api_error(failure) from None
+            raise
         # The cached key may have been rotated: read the secret afresh and try once more.
         logger.warning("OpenAI refused the cached key; refreshing it once", extra={"upstream": failure.detail})
     try:
         return call(secrets.refresh_openai_key())
     except UpstreamFailure as failure:
         latency(UPSTREAM_LATENCY, failure.latency_ms)
-        raise as_api_error(failure) from None
+        raise
 
 
 def as_api_error(failure: UpstreamFailure) -> ApiError:

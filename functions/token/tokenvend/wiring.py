@@ -19,8 +19,8 @@ from tokenvend.api_keys import ApiKeyLookup, ApiKeyStore
 from tokenvend.backends import backend_for, hangups
 from tokenvend.call_ending import CallEnder
 from tokenvend.call_records import CallRecords
+from tokenvend.call_timer import CallTimer
 from tokenvend.calls import CallDesk
-from tokenvend.leash_clock import LeashClock
 from tokenvend.limiter import Limiter, Spend
 from tokenvend.openai_client import OpenAIClient
 from tokenvend.options import PublicOptions
@@ -67,9 +67,9 @@ def build(settings: Settings) -> Services:
     records = CallRecords(dynamodb, settings.table_name)
     ender = CallEnder(secrets, records, hangups(openai))
     return Services(
-        calls=CallDesk(policy, admission, limiter, backend, records,
-                       LeashClock(stepfunctions, settings.state_machine_arn), ender,
-                       max_call_seconds=settings.max_call_seconds),
+        calls=CallDesk(policy, admission, limiter, secrets, backend, records,
+                       CallTimer(stepfunctions, settings.state_machine_arn), ender,
+                       max_call_seconds=settings.max_call_seconds, data_channel=settings.data_channel),
         vendor=TokenVendor(policy, admission, limiter, Spend.token(settings.limits), openai, settings.realtime_url),
         options=PublicOptions(settings),
         dynamodb=dynamodb,

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tokenvend import routes
-from tokenvend.leash_clock import execution_name, hangup_at
+from tokenvend.call_timer import execution_name, hangup_at
 
 
 @pytest.mark.parametrize(("method", "path", "route"), [

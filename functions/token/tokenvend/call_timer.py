@@ -13,13 +13,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tokenvend.observability import logger
-
 # Step Functions execution names: at most 80 characters of [A-Za-z0-9_-].
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 
-class LeashUnavailable(Exception):
+class TimerUnavailable(Exception):
     """The timer could not be started: the call must not go on without it."""
 
 
@@ -34,24 +32,18 @@ def hangup_at(epoch_seconds: int) -> str:
     return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class LeashClock:
+class CallTimer:
+    """Never stopped: a call hung up early still gets its hangup at its end (OpenAI's 404 then), so that no early
+    answer, right or wrong, can take a call off its leash."""
+
     def __init__(self, client: Any, state_machine_arn: str) -> None:
         self._client = client
         self._state_machine_arn = state_machine_arn
-        # arn:aws:states:<region>:<account>:stateMachine:<name> -> ...:execution:<name>:<execution>
-        self._execution_prefix = state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":"
 
-    def start(self, call_id: str, ends_at: int) -> None:
+    def start(self, call_id: str, backend: str, ends_at: int) -> None:
+        payload = {"call_id": call_id, "backend": backend, "hangup_at": hangup_at(ends_at)}
         try:
             self._client.start_execution(stateMachineArn=self._state_machine_arn, name=execution_name(call_id),
-                                         input=json.dumps({"call_id": call_id, "hangup_at": hangup_at(ends_at)}))
+                                         input=json.dumps(payload))
         except (ClientError, BotoCoreError) as exc:
-            raise LeashUnavailable(type(exc).__name__) from exc
-
-    def stop(self, call_id: str) -> None:
-        """Best effort: a timer left running finds the call ended and does nothing."""
-        try:
-            self._client.stop_execution(executionArn=self._execution_prefix + execution_name(call_id),
-                                        cause="hung up early")
-        except (ClientError, BotoCoreError) as exc:
-            logger.warning("could not stop the call's timer", extra={"error": type(exc).__name__})
+            raise TimerUnavailable(type(exc).__name__) from exc
