@@ -200,7 +200,7 @@ class CallDesk:
     def hang_up(self, call_id: str, hangup_token: str | None) -> Answer:
         if not CALL_ID.fullmatch(call_id):
             raise ApiError(404, Code.NOT_FOUND, "No such call.")
-        if hangup_token is not None and not HANGUP_TOKEN.fullmatch(hangup_token):
+        if hangup_token and not HANGUP_TOKEN.fullmatch(hangup_token):
             raise invalid_request("hangup_token: must be the 43-character hangup_token of the call's setup answer")
         record = self._records.get(call_id)
         if record is None:

@@ -9,7 +9,7 @@ from typing import Any
 from tokenvend.backends import CreatedCall
 from tokenvend.call_records import CallRecord, CallState
 from tokenvend.errors import ApiError, limiter_unavailable
-from tokenvend.leash_clock import LeashUnavailable
+from tokenvend.call_timer import TimerUnavailable
 from tokenvend.limiter import Allowance, Spend
 from tokenvend.openai_client import ClientSecret, Timed, UpstreamFailure
 from tokenvend.settings import LimitSettings
@@ -47,7 +47,7 @@ class Limiter:
     refuse: ApiError | None = None
     limits: LimitSettings = LIMITS
     charged: list[Spend] = field(default_factory=list)
-    released: list[Spend] = field(default_factory=list)
+    released: list[tuple[Spend, int, bool]] = field(default_factory=list)  # (spend, seconds kept, slot kept)
     credited: list[tuple[str, int]] = field(default_factory=list)
 
     def acquire(self, caller: Any, spend: Spend) -> Grant:
@@ -56,8 +56,9 @@ class Limiter:
         self.charged.append(spend)
         return Grant("2030-05-17", spend)
 
-    def release(self, grant: Grant) -> None:
-        self.released.append(grant.spend)
+    def release(self, grant: Grant, *, keep_seconds: int = 0, keep_slot: bool = False) -> int:
+        self.released.append((grant.spend, keep_seconds, keep_slot))
+        return max(0, grant.spend.amount - keep_seconds)
 
     def credit(self, day: str, seconds: int) -> bool:
         self.credited.append((day, seconds))
@@ -135,20 +136,19 @@ class Records:
         return sorted((r for r in self.items.values() if r.state is CallState.ACTIVE and r.ends_at <= by),
                       key=lambda r: r.ends_at)
 
+    def active(self) -> list[CallRecord]:
+        return self.due(2**53)
+
 
 @dataclass
-class LeashClock:
+class CallTimer:
     fail_start: bool = False
-    started: list[tuple[str, int]] = field(default_factory=list)
-    stopped: list[str] = field(default_factory=list)
+    started: list[tuple[str, str, int]] = field(default_factory=list)
 
-    def start(self, call_id: str, ends_at: int) -> None:
+    def start(self, call_id: str, backend: str, ends_at: int) -> None:
         if self.fail_start:
-            raise LeashUnavailable("ServiceUnavailable")
-        self.started.append((call_id, ends_at))
-
-    def stop(self, call_id: str) -> None:
-        self.stopped.append(call_id)
+            raise TimerUnavailable("ServiceUnavailable")
+        self.started.append((call_id, backend, ends_at))
 
 
 class Clock:

@@ -1,6 +1,7 @@
 """Both voice backends against httpx's in-memory transport: what each sends OpenAI to set up a call (the owner's
 session, the safety identifier), how it reads the answer, and how each hangs up (Realtime: 404 = already over;
-Live: a refused hangup goes to the sideband, tested over a real WebSocket in the integration tier)."""
+Live: ended only when the sideband confirms it, whatever the hangup answered; the sideband itself is tested over a
+real WebSocket in the integration tier)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from tokenvend.backends import LIVE_SESSIONS, Hangup, LiveBackend, RealtimeBackend, hangups
+from tokenvend.backends import LiveBackend, LiveHangup, RealtimeBackend, hangups
 from tokenvend.openai_client import FailureKind, OpenAIClient, Timed, UpstreamFailure
 from tokenvend.policy import SessionChoice, SessionPolicy
 from tokenvend.settings import (
@@ -86,9 +87,11 @@ def test_live_posts_json_with_a_locked_session() -> None:
     assert request.headers["openai-safety-identifier"] == "who"
 
 
-def test_the_browser_may_send_nothing_that_steers_a_live_session() -> None:
+def test_the_browser_may_send_nothing_that_steers_a_live_session_nor_read_it() -> None:
     assert LIVE_ALLOWED_CLIENT_EVENTS == ()
-    assert {"session.started", "session.closed", "session.usage.updated", "error"} <= set(LIVE_ALLOWED_SERVER_EVENTS)
+    assert {"session.usage.updated", "error"} <= set(LIVE_ALLOWED_SERVER_EVENTS)
+    # Both carry the whole session resource, the owner's instructions included.
+    assert not {"session.started", "session.closed", "session.updated"} & set(LIVE_ALLOWED_SERVER_EVENTS)
     assert not any(t.startswith(("response.", "session.delegation")) for t in LIVE_ALLOWED_SERVER_EVENTS)
 
 
@@ -104,16 +107,11 @@ def test_live_refuses_an_answer_it_cannot_use(answer: httpx.Response) -> None:
     assert caught.value.kind is FailureKind.ERROR
 
 
-@pytest.mark.parametrize(("backend", "call_id", "path"), [
-    ("realtime", "rtc_a/b", "/v1/realtime/calls/rtc_a%2Fb/hangup"),
-    ("live", "live_a/b", "/v1/live/sessions/live_a%2Fb/hangup"),
-])
-def test_hangup_paths(backend: str, call_id: str, path: str) -> None:
+def test_a_realtime_hangup_path_is_escaped() -> None:
     openai = OpenAI(httpx.Response(200))
-    hangup = hangups(openai.client())[backend]
-    assert hangup.hang_up("sk-fake", call_id).value is True
+    assert hangups(openai.client())["realtime"].hang_up("sk-fake", "rtc_a/b").value is True
     (request,) = openai.requests
-    assert request.url.raw_path.decode() == path and request.content == b""
+    assert request.url.raw_path.decode() == "/v1/realtime/calls/rtc_a%2Fb/hangup" and request.content == b""
 
 
 def test_a_realtime_404_is_already_over() -> None:
@@ -121,37 +119,52 @@ def test_a_realtime_404_is_already_over() -> None:
     assert hangups(openai.client())["realtime"].hang_up("sk-fake", "rtc_x").value is False
 
 
-class SecondWay:
-    """Stands in for Live's sideband: what it was asked, and what it answers."""
+class Sideband:
+    """Stands in for Live's sideband: what it was asked, and what it answers (True: it closed the running session
+    on our session.close; False: 404, the session was already over; a failure: it could not say)."""
 
-    def __init__(self, ended: bool) -> None:
-        self.ended, self.asked = ended, []
+    def __init__(self, answer: bool | UpstreamFailure) -> None:
+        self.answer, self.asked = answer, []
 
     def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:
         self.asked.append(call_id)
-        return Timed(self.ended, 5.0)
+        if isinstance(self.answer, UpstreamFailure):
+            raise self.answer
+        return Timed(self.answer, 5.0)
 
 
-@pytest.mark.parametrize("refusal", [400, 404, 409])
-@pytest.mark.parametrize("ended", [True, False])
-def test_a_refused_live_hangup_asks_the_second_way(refusal: int, ended: bool) -> None:
-    openai = OpenAI(httpx.Response(refusal, json={"error": {"message": "Only SIP calls can be hung up."}}))
-    second = SecondWay(ended)
-    timed = Hangup(openai.client(), LIVE_SESSIONS, when_refused=second).hang_up("sk-fake", "live_x")
-    assert timed.value is ended and second.asked == ["live_x"] and timed.latency_ms >= 5.0
+# The hangup's answer, the sideband's -> whether the session was still going (the sideband always decides).
+@pytest.mark.parametrize(("hangup", "sideband", "was_running"), [
+    pytest.param(200, False, True, id="hangup ended it, the sideband confirms (404)"),
+    pytest.param(200, True, True, id="hangup said 2xx but the session ran on: the sideband closed it"),
+    pytest.param(404, False, False, id="both say it was over"),
+    pytest.param(404, True, True, id="hangup says unknown, the sideband finds it running and closes it"),
+    pytest.param(400, True, True, id="hangup refused (SIP only), the sideband closes it"),
+    pytest.param(409, False, False, id="hangup refused, the sideband says over"),
+    pytest.param(500, True, True, id="hangup failed, the sideband closes it"),
+])
+def test_a_live_hangup_is_decided_by_the_sideband(hangup: int, sideband: bool, was_running: bool) -> None:
+    openai = OpenAI(*[httpx.Response(hangup, json={"error": {"message": "x"}})] * 2)
+    second = Sideband(sideband)
+    timed = LiveHangup(openai.client(), second).hang_up("sk-fake", "live_a/b")
+    assert timed.value is was_running and second.asked == ["live_a/b"]
+    assert openai.requests[0].url.raw_path.decode() == "/v1/live/sessions/live_a%2Fb/hangup"
 
 
-@pytest.mark.parametrize("answers", [[200], [401], [429], [500, 500]])
-def test_the_second_way_is_only_for_a_refusal(answers: list[int]) -> None:
-    openai = OpenAI(*(httpx.Response(status) for status in answers))
-    second = SecondWay(True)
-    hangup = Hangup(openai.client(), LIVE_SESSIONS, when_refused=second)
-    if answers == [200]:
-        assert hangup.hang_up("sk-fake", "live_x").value is True
-    else:
-        with pytest.raises(UpstreamFailure):
-            hangup.hang_up("sk-fake", "live_x")
-    assert second.asked == []
+def test_a_live_hangup_is_not_done_until_the_sideband_says_so() -> None:
+    openai = OpenAI(httpx.Response(200))
+    failure = UpstreamFailure(FailureKind.TIMEOUT, None, "sideband timed out")
+    with pytest.raises(UpstreamFailure):
+        LiveHangup(openai.client(), Sideband(failure)).hang_up("sk-fake", "live_x")
+
+
+def test_a_refused_key_is_not_tried_on_the_sideband() -> None:
+    """The same key would be refused there too: the caller refreshes it and asks again."""
+    openai = OpenAI(httpx.Response(401))
+    second = Sideband(True)
+    with pytest.raises(UpstreamFailure) as caught:
+        LiveHangup(openai.client(), second).hang_up("sk-fake", "live_x")
+    assert caught.value.kind is FailureKind.AUTH and second.asked == []
 
 
 def test_hangup_failures_are_raised() -> None:
@@ -173,5 +186,6 @@ def test_settings_refuse_a_backend_or_live_model_outside_the_rules(env: dict[str
 
 
 def test_the_call_model_follows_the_backend() -> None:
-    assert Settings.from_env(BASE).call_model == "gpt-realtime-2.1"
+    assert Settings.from_env({**BASE, "VOICE_BACKEND": "realtime"}).call_model == "gpt-realtime-2.1"
+    assert Settings.from_env(BASE).call_model == "gpt-live-1.1"  # GPT-Live by default
     assert Settings.from_env({**BASE, "VOICE_BACKEND": "live", "LIVE_MODEL": "gpt-live-1"}).call_model == "gpt-live-1"

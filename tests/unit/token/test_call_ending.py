@@ -1,5 +1,6 @@
-"""The leash's job on its own: end a call once (a 404 from OpenAI counts as ended), raise when OpenAI cannot be
-told (so the timer retries), and sweep every active call past its end and the grace."""
+"""The leash's job on its own: always ask OpenAI, whatever the record says (a 404 counts as ended), mark a call ended
+once, raise when OpenAI cannot be told (so the timer retries), end a call that has no record from its timer's
+backend, and sweep every active call past its end and the grace (or, for the owner, every active call)."""
 
 from __future__ import annotations
 
@@ -22,18 +23,26 @@ def ender(*records: CallRecord) -> tuple[CallEnder, Backend, Records, Clock]:
     return CallEnder(Secrets(), store, {"realtime": backend}, clock=clock), backend, store, clock  # type: ignore
 
 
-def test_end_hangs_up_and_marks_once() -> None:
+def test_end_hangs_up_and_marks_once_but_always_asks_openai() -> None:
     e, backend, store, _ = ender(record("rtc_a", 1000))
-    assert e.end("rtc_a", by="leash") == "hung_up"
+    assert e.end_by_id("rtc_a", by="leash") == ("hung_up", True)
     assert store.get("rtc_a").state is CallState.ENDED and store.get("rtc_a").ended_by == "leash"  # type: ignore
-    assert e.end("rtc_a", by="leash") == "already_ended"
+    # Ended by the record, but the record is not OpenAI: the timer's hangup goes out again (and gets a 404).
+    assert e.end_by_id("rtc_a", by="leash") == ("already_gone", False)
+    assert backend.hung_up == ["rtc_a", "rtc_a"]
+
+
+def test_a_record_wrongly_marked_ended_is_still_hung_up() -> None:
+    """An early hangup whose answer was wrong: the record says ended, the call runs on; the leash ends it."""
+    e, backend, store, _ = ender(record("rtc_a", 1000)._replace(state=CallState.ENDED))
+    assert e.end_by_id("rtc_a", by="leash") == ("hung_up", False)
     assert backend.hung_up == ["rtc_a"]
 
 
 def test_a_call_openai_no_longer_knows_is_ended_too() -> None:
     e, backend, store, _ = ender(record("rtc_a", 1000))
     backend.gone.add("rtc_a")
-    assert e.end("rtc_a", by="leash") == "already_gone"
+    assert e.end_by_id("rtc_a", by="leash").outcome == "already_gone"
     assert store.get("rtc_a").state is CallState.ENDED  # type: ignore[union-attr]
 
 
@@ -41,14 +50,29 @@ def test_a_failure_is_raised_and_the_call_stays_active() -> None:
     e, backend, store, _ = ender(record("rtc_a", 1000))
     backend.hangup_failures.append(UpstreamFailure(FailureKind.ERROR, 503, "x"))
     with pytest.raises(ApiError):
-        e.end("rtc_a", by="leash")
+        e.end_by_id("rtc_a", by="leash")
     assert store.get("rtc_a").state is CallState.ACTIVE  # type: ignore[union-attr]
-    assert e.end("rtc_a", by="leash") == "hung_up"
+    assert e.end_by_id("rtc_a", by="leash").outcome == "hung_up"
 
 
-def test_an_unknown_call_is_left_alone() -> None:
+def test_a_call_without_a_record_is_hung_up_by_its_timers_backend() -> None:
     e, backend, _, _ = ender()
-    assert e.end("rtc_x", by="leash") == "unknown" and backend.hung_up == []
+    assert e.end_by_id("rtc_x", by="leash", backend="realtime") == ("hung_up", False)
+    assert backend.hung_up == ["rtc_x"]
+
+
+@pytest.mark.parametrize("backend_name", [None, "", "sip", "__class__"])
+def test_an_unknown_call_of_no_known_backend_is_left_alone(backend_name: str | None) -> None:
+    e, backend, _, _ = ender()
+    assert e.end_by_id("rtc_x", by="leash", backend=backend_name) == ("unknown", False) and backend.hung_up == []
+
+
+def test_the_owner_ends_every_active_call_whatever_its_end() -> None:
+    e, backend, store, _ = ender(record("rtc_a", 900), record("rtc_b", 5000),
+                                 record("rtc_c", 5000)._replace(state=CallState.ENDED))
+    assert e.end_all_active(by="owner") == {"due": 2, "failed": 0}
+    assert sorted(backend.hung_up) == ["rtc_a", "rtc_b"]
+    assert store.get("rtc_b").ended_by == "owner"  # type: ignore[union-attr]
 
 
 def test_the_sweep_ends_only_calls_past_their_end_and_the_grace() -> None:

@@ -45,6 +45,10 @@ def test_default_request() -> None:
                           "noise_reduction": {"type": "near_field"}},
                 "output": {"voice": "marin"},
             },
+            # Finite by default: what one response may cost is bounded (README, "The worst case").
+            "max_output_tokens": 1024,
+            "truncation": {"type": "retention_ratio", "retention_ratio": 0.8,
+                           "token_limits": {"post_instructions": 4096}},
         },
     }
 
@@ -65,9 +69,11 @@ def test_transcription_and_noise_reduction_none_are_omitted() -> None:
         "type": "far_field"}
 
 
-def test_max_output_tokens_and_ttl() -> None:
-    assert "max_output_tokens" not in request_for()["session"]
-    assert "max_output_tokens" not in request_for(MAX_OUTPUT_TOKENS="inf")["session"]
+def test_max_output_tokens_context_and_ttl() -> None:
+    assert request_for()["session"]["max_output_tokens"] == 1024
+    assert "max_output_tokens" not in request_for(MAX_OUTPUT_TOKENS="inf")["session"]  # the owner's explicit choice
+    assert request_for(REALTIME_CONTEXT_TOKENS="9000")["session"]["truncation"]["token_limits"] == {
+        "post_instructions": 9000}
     assert request_for(MAX_OUTPUT_TOKENS="300")["session"]["max_output_tokens"] == 300
     assert request_for(TOKEN_TTL_SECONDS="10")["expires_after"] == {"anchor": "created_at", "seconds": 10}
     assert request_for(REALTIME_MODEL="gpt-realtime-mini")["session"]["model"] == "gpt-realtime-mini"
@@ -127,7 +133,7 @@ def test_instructions_only_ever_come_from_the_owner_presets() -> None:
         body = p.client_secret_request(p.choose(voice, preset))
         seen.add(body["session"]["instructions"])
         assert body["session"]["instructions"] == PRESETS[preset]
-        assert set(body["session"]) == {"type", "model", "instructions", "audio"}
+        assert set(body["session"]) == {"type", "model", "instructions", "audio", "max_output_tokens", "truncation"}
     assert seen == set(PRESETS.values())
 
 

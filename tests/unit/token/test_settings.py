@@ -41,7 +41,9 @@ def test_defaults() -> None:
     assert s.realtime_url == "https://api.openai.com/v1/realtime/calls"
     assert s.voices == ("marin", "cedar") and s.default_voice == "marin"
     assert list(s.presets) == ["default"] and s.default_preset == "default"
-    assert s.token_ttl_seconds == 60 and s.max_output_tokens is None
+    assert s.token_ttl_seconds == 60 and s.max_output_tokens == 1024 and s.realtime_context_tokens == 4096
+    assert s.voice_backend == "live" and s.data_channel  # GPT-Live's channel is allow-listed
+    assert not s.realtime_data_channel and not s._replace(voice_backend="realtime").data_channel
     assert s.turn_detection == "semantic_vad" and s.noise_reduction == "near_field"
     assert s.transcription_model == "gpt-4o-mini-transcribe"
     assert s.allowed_origins == ()
