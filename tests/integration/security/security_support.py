@@ -14,7 +14,7 @@ import secrets
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -158,8 +158,22 @@ def table_state(dynamodb: Any, table_name: str) -> dict[str, dict[str, int]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def today_pk() -> str:
-    return "day#" + datetime.now(UTC).strftime("%Y-%m-%d")
+def utc_day_pks(started_ms: int, ended_ms: int) -> set[str]:
+    """The `day#...` keys of every UTC day from `started_ms` to `ended_ms`: the only days the limiter may have
+    charged for requests made between them. Tests read the day from the `day#...` items written, never from the
+    clock: a run that crosses midnight UTC charges two days, and "today" at the end is not the day it began on."""
+    first = datetime.fromtimestamp(started_ms / 1000, UTC).date()
+    last = datetime.fromtimestamp(ended_ms / 1000, UTC).date()
+    return {"day#" + (first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)}
+
+
+def issued_by_day(state: dict[str, dict[str, int]], started_ms: int) -> dict[str, int]:
+    """The tokens counted on each `day#...` item of the table (`table_state`), after checking that every such item
+    is for a UTC day between `started_ms` and now."""
+    days = state["day"]
+    spanned = utc_day_pks(started_ms, now_ms())
+    assert set(days) <= spanned, f"day items {sorted(days)} outside the days of the run {sorted(spanned)}"
+    return days
 
 
 def now_ms() -> int:

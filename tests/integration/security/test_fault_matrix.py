@@ -1,11 +1,11 @@
 """The fault matrix: every way OpenAI, the key's secret or DynamoDB can fail, one row each, through the real handler
 (moto over HTTP, the OpenAI stand-in over HTTP). Each row asserts the answer (status, code, error shape), that no
 token and no key reaches the caller or the logs, how many calls OpenAI got, and what happened to the caller's and
-the global budget, read from the table itself: the caller's `bucket#...` item (`tat`) and today's `day#...` item
-(`issued`).
+the global budget, read from the table itself: the caller's `bucket#...` item (`tat`) and the `day#...` items
+(`issued`) the request wrote, whichever UTC day they are for (a row run across midnight charges the day it began in).
 
 Budget outcomes: `untouched` (nothing written: the failure came before the limiter), `released` (charged, then given
-back: the bucket is full again and today's count is 0), `charged` (one token issued).
+back: the bucket is full again and the day's count is 0), `charged` (one token issued).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from local.template_stack import LocalStack
 from tests.integration.harness import EVIDENCE, TokenApi, body_of, load_token_app
 from tests.integration.security.security_support import (
     CANARY_KEY,
+    issued_by_day,
     masked_fragment,
     minted_tokens,
     now_ms,
     record_figures,
     table_state,
-    today_pk,
 )
 from tokenvend.api_keys import ApiKeyLookup, ApiKeyStore
 from tokenvend.caller import identify
@@ -207,17 +207,19 @@ def _assert_nothing_leaks(response_text: str, lines: list[str], tokens: set[str]
 
 def _assert_budget(api: TokenApi, expected: str, started_ms: int) -> dict[str, Any]:
     state = table_state(api.dynamodb, api.stack.table_name)
-    buckets, issued = state["bucket"], state["day"].get(today_pk())
+    # One request charges one day, the day it was granted on, and a give-back goes to that same day: so there is
+    # exactly one day item, whatever the date, unless nothing was charged at all.
+    buckets, days = state["bucket"], list(issued_by_day(state, started_ms).values())
     if expected == "untouched":
-        assert buckets == {} and issued is None, (buckets, issued)
+        assert buckets == {} and days == [], (buckets, days)
     elif expected == "released":
-        assert len(buckets) == 1 and issued == 0, (buckets, issued)
+        assert len(buckets) == 1 and days == [0], (buckets, days)
         tat = next(iter(buckets.values()))
         assert tat <= now_ms(), "the caller's bucket is full again: the failed mint was given back"
     else:
-        assert len(buckets) == 1 and issued == 1, (buckets, issued)
+        assert len(buckets) == 1 and days == [1], (buckets, days)
         assert next(iter(buckets.values())) > started_ms, "the caller was charged one token"
-    return {"caller_buckets": len(buckets), "issued_today": issued}
+    return {"caller_buckets": len(buckets), "issued_today": days[0] if days else None}
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
@@ -272,6 +274,7 @@ def test_fault_row(row: Row, stack: LocalStack, canary_standin: StandIn, monkeyp
 def test_rotated_key_is_used_after_the_cache_time_without_a_401(stack: LocalStack, canary_standin: StandIn,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     api = _load(stack, canary_standin, monkeypatch, "canary", {"SECRET_CACHE_SECONDS": "1"})
+    started = now_ms()
     assert api.call("POST", "/token", source_ip=CALLER_IP).status == 200
     rotated = f"sk-leakcanary-rotated-{CANARY_KEY[-12:]}"
     EVIDENCE.keys.add(rotated)
@@ -282,7 +285,7 @@ def test_rotated_key_is_used_after_the_cache_time_without_a_401(stack: LocalStac
     assert response.status == 200
     assert [r.authorized for r in canary_standin.requests] == [True, True], "no 401: the new key was read in time"
     state = table_state(api.dynamodb, stack.table_name)
-    assert state["day"][today_pk()] == 2
+    assert sum(issued_by_day(state, started).values()) == 2
     RESULTS.append({"row": "secret-rotated-after-cache-time", "status": 200, "code": "issued", "budget": "charged",
                     "upstream_calls": 2, "issued_today": 2})
 
@@ -351,11 +354,13 @@ def test_conditional_check_storm_never_issues_more_than_the_burst(stack: LocalSt
             competitor.acquire(caller, Spend.token(module.settings.limits))
 
     module.services.dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", steal_first)
+    started = now_ms()
     statuses = [api.call("POST", "/token", source_ip=CALLER_IP).status for _ in range(3)]
     assert statuses == [200, 429, 429], statuses
     assert stolen == {"n": steals, "transactions": steals + 1}, "each stolen slot cost one retry, no more"
     state = table_state(api.dynamodb, stack.table_name)
-    assert state["day"][today_pk()] == burst, "ours (1) + the competitor's (4) == the burst, never more"
+    issued = sum(issued_by_day(state, started).values())
+    assert issued == burst, "ours (1) + the competitor's (4) == the burst, never more"
     assert len(canary_standin.requests) == 1
     RESULTS.append({"row": "conditional-check-storm", "status": 200, "code": "issued", "budget": "charged",
                     "upstream_calls": 1, "issued_today": burst})

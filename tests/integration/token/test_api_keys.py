@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from tokenvend.caller import hash_api_key
 
 ROOT = Path(__file__).resolve().parents[3]
 KEY = re.compile(r"rtv_[A-Za-z0-9_-]{43}")
+STATUS = re.compile(r"issued today \((\d{4}-\d\d-\d\d) UTC\): (\d+)")
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -39,6 +41,30 @@ def run_admin(api: TokenApi, *argv: str) -> tuple[int, str, str]:
 
 def all_items(api: TokenApi) -> list[dict]:
     return api.dynamodb.scan(TableName=api.stack.table_name, ConsistentRead=True)["Items"]
+
+
+def issued_by_day(api: TokenApi) -> dict[str, int]:
+    """The `issued` count of every `day#...` item: what the tokens were charged to, whatever the date."""
+    return {item["pk"]["S"].removeprefix("day#"): int(item.get("issued", {}).get("N", "0"))
+            for item in all_items(api) if item["pk"]["S"].startswith("day#")}
+
+
+def utc_days(started: float, ended: float) -> set[str]:
+    first, last = (datetime.fromtimestamp(t, UTC).date() for t in (started, ended))
+    return {(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)}
+
+
+def admin_status(api: TokenApi, started: float) -> tuple[str, dict[str, int]]:
+    """`admin status`, checked against the table: it names a UTC day of the test (its own clock's today) and that
+    day's count. With the table's day items, for a test to add up across midnight UTC."""
+    code, out, err = run_admin(api, "status")
+    assert code == 0, err
+    match = STATUS.search(out)
+    assert match, out
+    days = issued_by_day(api)
+    assert match[1] in utc_days(started, time.time()), out
+    assert int(match[2]) == days.get(match[1], 0), (out, days)
+    return out, days
 
 
 # --- the store ------------------------------------------------------------------------------------------------
@@ -134,6 +160,7 @@ def test_api_key_works_when_anonymous_access_is_off(stack, fresh_standin) -> Non
 # --- the admin command ---------------------------------------------------------------------------------------------
 
 def test_admin_command_end_to_end(token_api: TokenApi) -> None:
+    started = time.time()
     code, out, err = run_admin(token_api, "create", "ci-bot", "--burst", "2", "--rate-per-hour", "0.5")
     assert code == 0, err
     keys = KEY.findall(out)
@@ -149,8 +176,8 @@ def test_admin_command_end_to_end(token_api: TokenApi) -> None:
     assert token_api.call("POST", "/token", headers=bearer(key)).header("ratelimit-limit") == "2"
     _, out, _ = run_admin(token_api, "list")
     assert re.search(r"ci-bot\s+\S+ \S+\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+no", out), out  # last used is set
-    _, out, _ = run_admin(token_api, "status")
-    assert "issued today" in out and ": 1" in out and "issuing: active" in out
+    out, days = admin_status(token_api, started)
+    assert sum(days.values()) == 1 and "issuing: active" in out
 
     assert run_admin(token_api, "pause")[0] == 0
     _, out, _ = run_admin(token_api, "status")
@@ -166,8 +193,8 @@ def test_admin_command_end_to_end(token_api: TokenApi) -> None:
     assert token_api.call("POST", "/token", headers=bearer(key)).status == 401
     _, out, _ = run_admin(token_api, "list")
     assert re.search(rf"{key_id}\s+ci-bot\s.*\syes\s", out), out
-    _, out, _ = run_admin(token_api, "status")
-    assert ": 2" in out
+    _, days = admin_status(token_api, started)
+    assert sum(days.values()) == 2
     assert len(token_api.standin.requests) == 2
 
 

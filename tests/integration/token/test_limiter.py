@@ -63,6 +63,12 @@ def day_count(client: Any, stack: LocalStack, day: str) -> int | None:
     return int(item[table.COUNT]["N"]) if item else None
 
 
+def day_items(client: Any, stack: LocalStack) -> dict[str, dict[str, Any]]:
+    """Every `day#...` item in the table, by day: whatever day the handler's own clock charged."""
+    items = client.scan(TableName=stack.table_name, ConsistentRead=True)["Items"]
+    return {item["pk"]["S"].removeprefix("day#"): item for item in items if item["pk"]["S"].startswith("day#")}
+
+
 def tat_of(client: Any, stack: LocalStack, caller: Caller) -> int | None:
     item = client.get_item(TableName=stack.table_name, Key={"pk": {"S": table.bucket_pk(caller.hash)}},
                            ConsistentRead=True).get("Item")
@@ -257,7 +263,7 @@ def test_throttling_on_the_wire_is_retried_then_503(token_api: TokenApi) -> None
     assert response.status == 503 and body_of(response)["error"]["code"] == "limiter_unavailable"
     assert len(sent) == 3, "botocore retries twice (retries max_attempts=2 counts retries), then we fail closed"
     assert token_api.standin.requests == []
-    assert day_count(token_api.dynamodb, token_api.stack, datetime.now(UTC).strftime("%Y-%m-%d")) is None
+    assert day_items(token_api.dynamodb, token_api.stack) == {}, "no day was charged"
 
 
 # --- DynamoDB requests per token --------------------------------------------------------------------------------
@@ -325,21 +331,32 @@ def test_ratelimit_headers_on_200_and_retry_after_on_429(stack, fresh_standin) -
 
 
 def test_daily_budget_exhausted_says_when_midnight_utc_is(stack, fresh_standin) -> None:
+    """The handler runs on its own clock: the budget is used up on every day the request could fall on (this UTC
+    day and the next, as two tokens would leave it), so it is refused whether or not midnight passes meanwhile, and
+    Retry-After must count down to the midnight after the moment it was answered."""
     api = load_token_app(stack, fresh_standin, GLOBAL_DAILY_LIMIT="2")
     api.put_key(fresh_standin.api_key)
-    assert api.call("POST", "/token", source_ip="198.51.100.40").status == 200
-    assert api.call("POST", "/token", source_ip="198.51.100.41").status == 200
     before = time.time()
+    first = datetime.fromtimestamp(before, UTC).date()
+    for day in (first, first + timedelta(days=1)):
+        api.dynamodb.put_item(TableName=stack.table_name, Item={"pk": {"S": table.day_pk(day.isoformat())},
+                                                                 table.COUNT: {"N": "2"}})
     response = api.call("POST", "/token", source_ip="198.51.100.42")
     after = time.time()
     assert response.status == 429
     assert body_of(response)["error"]["code"] == "daily_budget_exhausted"
 
-    def to_midnight(t: float) -> float:
+    def next_midnight(t: float) -> float:
         now = datetime.fromtimestamp(t, UTC)
-        return (now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).timestamp() - t
+        return (now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)).timestamp()
 
-    assert to_midnight(after) - 1 <= int(response.header("retry-after")) <= to_midnight(before) + 1
-    # The caller was not charged: their allowance is whole.
+    # Answered at some t in [before, after]: t + Retry-After is the midnight after t (rounded up to the second).
+    retry_after = int(response.header("retry-after"))
+    assert 1 <= retry_after <= 86_400
+    midnights = {next_midnight(before), next_midnight(after)}
+    assert any(before + retry_after - 2 <= m <= after + retry_after + 1 for m in midnights), retry_after
+    # The caller was not charged: their allowance is whole, and no day's count moved.
     assert response.header("ratelimit-limit") == "3" and response.header("ratelimit-remaining") == "3"
-    assert len(fresh_standin.requests) == 2
+    assert {day: int(item[table.COUNT]["N"]) for day, item in day_items(api.dynamodb, stack).items()} == {
+        first.isoformat(): 2, (first + timedelta(days=1)).isoformat(): 2}
+    assert fresh_standin.requests == []
