@@ -32,6 +32,8 @@ class CallRecord:
     ended_at: float | None = None
     end_reason: EndReason | None = None
     client_events: list[Any] = field(default_factory=list)  # as received on oai-events (parsed JSON, else text)
+    # What a server sent on a Live session's sideband (parsed JSON, else text): tests compare clients' events.
+    sideband_events: list[Any] = field(default_factory=list)
     server_event_types: list[str] = field(default_factory=list)  # what was actually sent, in order
     _ended: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -61,6 +63,7 @@ class CallRecord:
             "end_reason": self.end_reason,
             "session": self.session,
             "client_events": self.client_events,
+            "sideband_events": self.sideband_events,
             "server_event_types": self.server_event_types,
         }
 

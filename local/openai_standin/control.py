@@ -1,12 +1,20 @@
 """The `/_standin/...` control API, for tests that run the stand-in in another process.
 
 - `POST /_standin/faults` a JSON Fault (`status`, `body`, `headers`, `delay_seconds`, `drop`, `times`, `proceed`,
-  `endpoint`: client_secrets | calls | hangup | live_sessions | live_hangup; default client_secrets);
+  `endpoint`: client_secrets | calls | hangup | live_sessions | live_hangup | live_attach; default client_secrets);
   `GET /_standin/faults[?endpoint=]` what is still queued; `DELETE /_standin/faults[?endpoint=]`.
-- `GET /_standin/requests[?endpoint=]` the recorded requests (all endpoints, or one), never the key itself;
+  A fault answers instead of the endpoint, and nothing happens behind it:
+  - `{"endpoint": "live_hangup", "status": 200}`: GPT-Live's hangup says yes (200, OpenAI's empty body) and the
+    session goes on running; only `session.close` on its sideband ends it then. Any 2xx without a `body` answers
+    with an empty body like this; `hangup` takes the same for Realtime.
+  - `live_attach` aims at the sideband's opening GET: an error status refuses the upgrade (404 says the session is
+    over), `drop` cuts the connection, `delay_seconds` stalls it, and with `proceed` the upgrade then goes ahead.
+- `GET /_standin/requests[?endpoint=]` the recorded requests (all endpoints, or one), never the key itself: method,
+  path, query, headers, body, and for a multipart body each part's content type and filename (`parts`);
   `DELETE /_standin/requests` forgets them and the hangups.
 - `GET /_standin/hangups[?call_id=]` every hangup request: `{call_id, status, endpoint}`.
-- `GET /_standin/calls[?active=true]` and `GET /_standin/calls/{call_id}`: the calls and Live sessions.
+- `GET /_standin/calls[?active=true]` and `GET /_standin/calls/{call_id}`: the calls and Live sessions, with what
+  the browser sent on `oai-events` (`client_events`) and a server on a Live sideband (`sideband_events`).
 - `POST /_standin/reset`: no faults, no recorded requests or hangups, no records of ended calls.
 """
 

@@ -1,5 +1,9 @@
 """What every OpenAI endpoint of the stand-in does around its own logic: read the body, play an injected fault,
-and record the request for tests (the Authorization header reduced to whether it was the standard key)."""
+and record the request for tests (the Authorization header reduced to whether it was the standard key).
+
+A record keeps what a client chose to send, so that tests can set one client's requests beside another's (the
+product's beside openai-python's): method, path, query, headers, the body, and for a multipart body each part's
+content type and filename."""
 
 from __future__ import annotations
 
@@ -22,6 +26,15 @@ class Part:
 
     content_type: str
     text: str
+    filename: str | None = None  # openai-python sends none; a client that does is sending something else
+
+
+@dataclass(frozen=True)
+class PartHeaders:
+    """What a recorded multipart part was labelled with (its content is in the record's body)."""
+
+    content_type: str
+    filename: str | None
 
 
 @dataclass
@@ -47,6 +60,9 @@ class RecordedRequest:
     status: int
     endpoint: str = "client_secrets"
     path: str = ""
+    method: str = "POST"
+    query: dict[str, str] = field(default_factory=dict)
+    parts: dict[str, PartHeaders] | None = None  # for a multipart body: each part's labels, by name
 
 
 @dataclass(frozen=True)
@@ -124,8 +140,10 @@ def endpoint(name: str, handler: Handler, *, faults: FaultPlan, log: RequestLog,
         finally:
             status = response.status if response is not None else 0  # 0: the connection was dropped
             headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+            parts = None if incoming.parts is None else {
+                part_name: PartHeaders(part.content_type, part.filename) for part_name, part in incoming.parts.items()}
             record = RecordedRequest(headers, _recorded_body(incoming), credentials.is_standard(incoming.authorization),
-                                     status, name, request.path)
+                                     status, name, request.path, request.method, dict(request.query), parts)
             log.add(record, incoming.call_id)
 
     return handle
@@ -141,7 +159,7 @@ async def read_parts(request: web.Request) -> dict[str, Part]:
             return parts
         if isinstance(part, BodyPartReader) and part.name:
             content_type = part.headers.get("Content-Type", "text/plain").split(";")[0].strip().lower()
-            parts[part.name] = Part(content_type, (await part.read()).decode("utf-8", "replace"))
+            parts[part.name] = Part(content_type, (await part.read()).decode("utf-8", "replace"), part.filename)
 
 
 def _recorded_body(incoming: Incoming) -> Any:

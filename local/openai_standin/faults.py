@@ -1,4 +1,9 @@
-"""Injected faults: what the next request(s) to one endpoint get instead of OpenAI's normal answer."""
+"""Injected faults: what the next request(s) to one endpoint get instead of OpenAI's normal answer.
+
+A fault replaces the endpoint's own work: whatever it answers, nothing happens behind it. So a 2xx fault is OpenAI
+saying yes without doing it, e.g. `Fault(endpoint="live_hangup", status=200)`: GPT-Live's hangup answers 200 (with
+OpenAI's empty success body) and the session keeps running, so only the sideband's `session.close` can end it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from aiohttp import web
 
 from local.openai_standin.auth import openai_error
 
-# The endpoints a fault can be aimed at. "calls" is every POST /v1/realtime/calls (multipart and raw SDP).
+# The endpoints a fault can be aimed at. "calls" is every POST /v1/realtime/calls (multipart and raw SDP);
+# "live_attach" is the GET that opens a Live session's sideband (a fault answers it instead of the upgrade).
 ENDPOINTS = ("client_secrets", "calls", "hangup", "live_sessions", "live_hangup", "live_attach")
 
 
@@ -23,7 +29,10 @@ class Fault:
     """What the next `times` requests to `endpoint` get instead of a normal answer."""
 
     status: int = 500
-    body: Any = None  # dict -> JSON; str -> sent as is (e.g. malformed JSON); None -> OpenAI-style error for status
+    # dict -> JSON; str -> sent as is (e.g. malformed JSON); None -> OpenAI's error envelope for an error status,
+    # and for a 2xx the empty body OpenAI's hangups succeed with (an error envelope under a 200 would be a fault of
+    # its own, which a test can still ask for with an explicit body).
+    body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0  # wait before answering (timeouts)
     drop: bool = False  # close the connection without an answer
@@ -57,6 +66,8 @@ class Fault:
             raise ConnectionResetError("fault: dropped")
         if self.proceed:
             return None
+        if self.body is None and 200 <= self.status < 300:
+            return web.Response(status=self.status, headers=self.headers)
         if self.body is None:
             return openai_error(self.status, f"Injected fault {self.status}.", "injected", headers=self.headers)
         text = self.body if isinstance(self.body, str) else json.dumps(self.body)

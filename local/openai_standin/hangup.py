@@ -1,6 +1,8 @@
 """`POST /v1/realtime/calls/{call_id}/hangup` and `POST /v1/live/sessions/{session_id}/hangup`.
 
-The standard key only, no body; `200` with an empty body once the call is being torn down (a Live session says
+The standard key only, no body (an empty one is taken whatever it is labelled: openai-python sends its hangups
+with `Content-Type: application/json` and nothing after it, the product with no content type); `200` with an empty
+body once the call is being torn down (a Live session says
 `session.closed` with `close_requested` first), `404` in OpenAI's error shape for an id that is unknown or already
 over. The answer comes after the peer connection has closed, so a test that sees the 200 sees the call ended.
 """

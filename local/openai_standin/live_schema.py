@@ -80,6 +80,12 @@ SESSION = _obj({
     "delegation": _DELEGATION,
     "input": {"type": "array", "maxItems": 128, "items": _INITIAL_ITEM},
     "store": {"type": "boolean"},
+    # Also in openai-python 3.63.0's MediaSessionConfigParam, so OpenAI takes them; the stand-in accepts them and
+    # models nothing of them. The SDK gives no bounds: an idle timeout is whole seconds, so at least one.
+    "safety_identifier": _NULLABLE_STRING,
+    "idle_timeout_s": {"type": "integer", "minimum": 1},
+    "wake_policy": _obj({"type": {"const": "speech"}, "vad_threshold": {"type": "number", "minimum": 0, "maximum": 1}},
+                        ["type"]),
 }, ["model"])
 
 CREATE_REQUEST = _obj({

@@ -80,7 +80,14 @@ SESSION = _obj({
     "parallel_tool_calls": {"type": "boolean"},
     "reasoning": {"type": "object"},
     "max_output_tokens": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 4096}, {"const": "inf"}]},
-    "truncation": {"anyOf": [{"enum": ["auto", "disabled"]}, {"type": "object"}]},
+    # OpenAI's RealtimeTruncation: a strategy name, or the retention ratio with its optional token limit (a count
+    # of tokens, so at least one). Strict, since the product sends the object form: a misspelt key must be refused
+    # here as it would be at OpenAI.
+    "truncation": {"anyOf": [{"enum": ["auto", "disabled"]}, _obj({
+        "type": {"const": "retention_ratio"},
+        "retention_ratio": {"type": "number", "minimum": 0, "maximum": 1},
+        "token_limits": _obj({"post_instructions": {"type": "integer", "minimum": 1}}),
+    }, ["type", "retention_ratio"])]},
     "prompt": {"anyOf": [{"type": "object"}, {"type": "null"}]},
 }, ["type"])
 
@@ -125,6 +132,12 @@ def validate(validator: Draft202012Validator, body: Any) -> None:
 
 
 def _as_request_error(error: ValidationError) -> RequestError:
+    if error.validator == "anyOf" and isinstance(error.instance, dict):
+        # An object that fits none of the alternatives because of a key its alternative does not have (a misspelt
+        # `truncation.retention_ratio`, at any depth): OpenAI names that key, not the whole object.
+        unknown = [e for e in error.context or () if e.validator == "additionalProperties"]
+        if unknown:
+            return _as_request_error(unknown[0])
     path = ".".join(str(p) for p in error.absolute_path) or None
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
