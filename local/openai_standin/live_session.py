@@ -5,7 +5,10 @@ echo plays with `session.output_transcript.delta` spread over its playback; `ses
 `usage_interval_seconds` with the cumulative seconds since creation; `session.closed` with the reason at the end.
 The browser may only send the client events its session allows (`client.data_channel.allowed_client_events`);
 anything else is refused with an `error` and changes nothing. Server events outside `allowed_server_events` are
-never sent. Instructions, voice and permissions are fixed at creation.
+never sent: the product's allow-list leaves out `session.started` and `session.closed` (both carry the session
+resource, instructions included), so its browser sees the start only as the channel opening and the end only as the
+connection closing; the sideband still gets `session.closed`. Instructions, voice and permissions are fixed at
+creation.
 """
 
 from __future__ import annotations

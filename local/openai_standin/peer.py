@@ -1,7 +1,10 @@
 """One WebRTC peer of the stand-in: the aiortc connection, the `oai-events` channel, both audio directions and the
 call's lifetime (maximum duration, a peer that never connects or goes away, a hangup).
 
-What is said on the channel is up to a Behaviour: the Realtime conversation or a Live session.
+What is said on the channel is up to a Behaviour: the Realtime conversation or a Live session. An offer with no
+data channel (`m=application`) is an audio-only call, as the product makes on Realtime unless the owner allows the
+channel: it talks and ends like any other (a hangup closes the connection, which the browser sees as its DTLS
+transport closing), and the events its Behaviour produces go nowhere, as at OpenAI.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Peer:
         self.behaviour: Behaviour | None = None
         self._on_closed = on_closed
         self._channel: RTCDataChannel | None = None
+        self.has_channel = False  # whether the offer asked for `oai-events`; known once answer() has checked it
         self._pending: list[JsonObject] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._ending = False  # end() has begun: later reasons lose
@@ -78,6 +82,7 @@ class Peer:
         except InvalidOffer:
             await self.end("never_connected")
             raise
+        self.has_channel = any(media.kind == "application" for media in offered)
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -199,7 +204,8 @@ class Peer:
     def send(self, event: JsonObject) -> None:
         channel = self._channel
         if channel is None:
-            if not self._closing and len(self._pending) < _MAX_PENDING_EVENTS:
+            # Held for a channel still to open; an audio-only call will never have one to hold them for.
+            if self.has_channel and not self._closing and len(self._pending) < _MAX_PENDING_EVENTS:
                 self._pending.append(event)
             return
         if channel.readyState == "open":

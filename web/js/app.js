@@ -2,11 +2,16 @@
 // idle -> microphone -> connecting -> connected -> ended, or error from any step before connected.
 //
 // The call service sets up every call (POST /calls) and ends it at the owner's time limit; this page makes the
-// offer, shows how much time is left, and tells a call ended at the limit (no reconnect) from a dropped connection
-// (Reconnect offered: a new call). It never holds an OpenAI token.
+// offer, shows how much time is left, and tells a call ended at the limit (no reconnect) from one that ended before
+// it (Reconnect offered: a new call). It never holds an OpenAI token.
+//
+// Neither backend tells the page why a call ended (GPT-Live's session.closed carries the owner's instructions, so
+// the service never lets it through; Realtime has no such event, and on an audio-only call no events at all). The
+// page knows it from what it saw: its own hangup, the call's time limit, the other side closing the connection, or
+// the connection failing.
 
 import { fetchOptions, hangUpCall, loadConfig, ServiceError, startCall as placeCall } from './api.js';
-import { Call, CallFailedError } from './call.js';
+import { Call, CallFailedError, CLEAN_CLOSES } from './call.js';
 import { Countdown, formatClock, formatWait } from './countdown.js';
 import { LevelMeters } from './meter.js';
 import { Transcript } from './transcript.js';
@@ -29,16 +34,7 @@ const LIMIT_TOLERANCE_MS = 3000;
 // If the server has not ended the call this long after the limit, the page hangs up itself.
 const LIMIT_GRACE_MS = 10000;
 const WARN_AT_SECONDS = 30;
-// GPT-Live's session.closed reasons, in words (https://platform.openai.com/docs: session.closed).
-const CLOSED_REASONS = {
-  expired: 'the time limit was reached',
-  close_requested: 'the call was hung up',
-  connection_lost: 'the connection was lost',
-  remote_hangup: 'the other side hung up',
-  content: 'OpenAI ended it because of what was said',
-};
-// After these a new call is worth offering: the line went, nobody meant to end the conversation.
-const RECONNECTABLE_REASONS = new Set(['connection_lost', 'expired']);
+const NO_TRANSCRIPT_NOTE = 'Calls on this site are voice only: no transcript is shown.';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -62,6 +58,7 @@ const ui = {
   audio: $('remote-audio'),
 };
 
+const TRANSCRIPT_NOTE = ui.transcriptEmpty.textContent; // the page's own words, for calls that have transcripts
 const meters = new LevelMeters();
 const transcript = new Transcript(ui.transcript, ui.transcriptEmpty);
 const wait = new Countdown(); // a Retry-After being waited out
@@ -70,8 +67,8 @@ const clock = new Countdown(); // the time left in the call under way
 let config = null;
 let options = null;
 let state = 'idle';
-// The call being set up or under way: {controller, stream, call, placed, deadline, closed, sessionError,
-// serverEnded, graceTimer}. `placed` is the service's answer (call id, hangup token, limit) once it has come.
+// The call being set up or under way: {controller, stream, call, placed, deadline, sessionError, serverEnded,
+// graceTimer}. `placed` is the service's answer (call id, hangup token, limit) once it has come.
 let attempt = null;
 
 init();
@@ -92,28 +89,35 @@ async function init() {
   }
   setState('idle', 'press Talk to start');
   if (config.optionsUrl) await loadOptions();
+  showTranscriptNote();
 }
 
 async function loadOptions() {
   try {
     options = await fetchOptions(config.optionsUrl);
   } catch (error) {
-    showMessage(`The voice list could not be loaded, so the default voice will be used. (${error.message})`,
-      'warning');
+    showMessage(`The voice list could not be loaded, so the default voice will be used and the call will be voice `
+      + `only. (${error.message})`, 'warning');
     return;
   }
   fillSelect(ui.voice, options.voices, options.default_voice, capitalise);
   fillSelect(ui.preset, options.presets ?? [], options.default_preset,
     (name) => capitalise(name.replace(/[-_]/g, ' ')));
   transcript.expectUserText = options.transcription !== false;
-  ui.app.dataset.backend = isLive() ? 'live' : 'realtime';
+  ui.app.dataset.backend = options.backend === 'live' ? 'live' : 'realtime';
   ui.allowancePolicy.textContent = describePolicy(options);
   ui.voice.disabled = ui.preset.disabled = BUSY.has(state);
 }
 
-// GPT-Live says when its session is up (session.started) and why it ended (session.closed); Realtime says neither.
-function isLive() {
-  return options?.backend === 'live';
+// Whether calls carry the `oai-events` channel (transcripts, usage). A service that does not allow it answers any
+// other offer with a 400, so unknown options mean audio only, which every service takes; a service from before the
+// field existed allowed the channel.
+function withEvents() {
+  return options !== null && options.data_channel !== false;
+}
+
+function showTranscriptNote() {
+  ui.transcriptEmpty.textContent = withEvents() ? TRANSCRIPT_NOTE : NO_TRANSCRIPT_NOTE;
 }
 
 // --- a call, from the click to connected ---------------------------------------------------------------------
@@ -121,8 +125,8 @@ function isLive() {
 async function startCall() {
   if (attempt || !config || wait.active) return;
   const current = {
-    controller: new AbortController(), stream: null, call: null, placed: null, deadline: 0, closed: null,
-    sessionError: null, serverEnded: false, graceTimer: 0,
+    controller: new AbortController(), stream: null, call: null, placed: null, deadline: 0, sessionError: null,
+    serverEnded: false, graceTimer: 0,
   };
   attempt = current;
   meters.open(); // still inside the click: an AudioContext may only start after a user gesture
@@ -140,8 +144,8 @@ async function startCall() {
       meters.watch('assistant', stream, ui.assistantLevel);
     },
     onServerEvent: (event) => onServerEvent(current, event),
-    onDropped: () => onDropped(current),
-  }, { readyEvent: isLive() ? 'session.started' : null });
+    onDropped: (reason) => onDropped(current, reason),
+  }, { dataChannel: withEvents() });
   current.call = call;
 
   // Both at once: the call is usually set up by the time the person has answered the microphone prompt. The
@@ -266,28 +270,26 @@ function onServerEvent(current, event) {
     case 'session.usage.updated':
       showUsage(event.usage?.seconds);
       break;
-    case 'session.closed':
-      current.closed = { reason: String(event.reason ?? '') };
-      showUsage(event.usage?.seconds);
-      break;
     default:
       break;
   }
   transcript.handle(event);
 }
 
-// The connection went without this side asking: the limit, a session closed by the server, or a drop.
-function onDropped(current) {
+// The connection went without this side asking: the limit, the other side closing it, or a failure. `how` is the
+// Call's reason ('dtls-closed', 'channel-closed', 'ice-failed', ...), or null when the page gave up waiting for the
+// server's hangup at the limit.
+function onDropped(current, how) {
   if (attempt !== current) return;
-  endCall(current);
+  endCall(current, how);
 }
 
-function endCall(current) {
+function endCall(current, how = null) {
   attempt = null;
   const atLimit = limitReached(current);
-  const closed = current.closed;
-  // A call the server ended needs no hangup from here; a dropped one may still run at OpenAI, so it gets one.
-  current.serverEnded = atLimit || closed !== null;
+  // At the limit the server has hung up already. Before it, the hangup tells the service the call is over (if it
+  // still runs at OpenAI, it ends; if not, only its unused minutes go back).
+  current.serverEnded = atLimit;
   release(current);
   if (atLimit) {
     const sentence = `Call ended: the ${limitName(current.placed.maxSeconds)} limit was reached`;
@@ -297,26 +299,28 @@ function endCall(current) {
     transcript.note(sentence);
     return;
   }
-  if (closed) {
-    const words = CLOSED_REASONS[closed.reason] ?? 'the session was closed';
-    const reconnectable = RECONNECTABLE_REASONS.has(closed.reason);
-    ui.app.dataset.reason = 'session-closed';
-    setState('ended', words);
-    showMessage(`Call ended: ${words}.${reconnectable ? ' Press Reconnect to start a new call.' : ''}`,
-      reconnectable ? 'error' : 'info');
-    transcript.note(`Call ended: ${words}`);
-    ui.reconnect.hidden = !reconnectable;
+  ui.reconnect.hidden = false;
+  const error = current.sessionError;
+  if (error && performance.now() - error.at < SESSION_ERROR_WINDOW_MS) {
+    ui.app.dataset.reason = 'session-ended';
+    setState('ended', 'the connection dropped');
+    showMessage(`The connection dropped: OpenAI ended the session (“${error.message}”). `
+      + 'Press Reconnect to start a new call.', 'error');
+    transcript.note('Session ended by OpenAI');
     return;
   }
-  const error = current.sessionError;
-  const recent = error && performance.now() - error.at < SESSION_ERROR_WINDOW_MS;
-  ui.app.dataset.reason = recent ? 'session-ended' : 'dropped';
+  if (CLEAN_CLOSES.has(how)) {
+    ui.app.dataset.reason = 'closed';
+    setState('ended', 'closed by OpenAI');
+    showMessage('Call ended: OpenAI closed the call before its time was up. Press Reconnect to start a new call.',
+      'error');
+    transcript.note('Call closed by OpenAI');
+    return;
+  }
+  ui.app.dataset.reason = 'dropped';
   setState('ended', 'the connection dropped');
-  showMessage(recent
-    ? `The connection dropped: OpenAI ended the session (“${error.message}”). Press Reconnect to start a new call.`
-    : 'The connection dropped. Press Reconnect to call again.', 'error');
-  transcript.note(recent ? 'Session ended by OpenAI' : 'Connection dropped');
-  ui.reconnect.hidden = false;
+  showMessage('The connection dropped. Press Reconnect to call again.', 'error');
+  transcript.note('Connection dropped');
 }
 
 function hangUp() {

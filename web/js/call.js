@@ -1,6 +1,7 @@
 // One WebRTC call to OpenAI, set up by the call service: this side makes the offer, the service posts it to OpenAI
-// and hands back the answer. The microphone track out, the assistant's audio in, and the `oai-events` data channel
-// for server events. The caller owns the microphone stream; the call only borrows its track.
+// and hands back the answer. The microphone track out, the assistant's audio in, and, where the service allows it
+// (GET /options: data_channel), the `oai-events` data channel for server events. The caller owns the microphone
+// stream; the call only borrows its track.
 
 const EVENTS_LABEL = 'oai-events';
 const CONNECT_TIMEOUT_MS = 15000;
@@ -14,9 +15,14 @@ export class CallFailedError extends Error {
   }
 }
 
+// How a call that was under way ended without this side asking, as onDropped reports it. A clean close is the
+// other side ending the call on purpose (its DTLS close_notify, or its closing the data channel); anything else is
+// the connection failing.
+export const CLEAN_CLOSES = new Set(['channel-closed', 'dtls-closed']);
+
 export class Call {
   #handlers;
-  #readyEvent;
+  #dataChannel;
   #pc = null;
   #channel = null;
   #transceiver = null;
@@ -30,11 +36,11 @@ export class Call {
 
   // handlers: onRemoteStream(stream), onServerEvent(event), onDropped(reason).
   // onDropped is called at most once, only for an end this side did not ask for, and only once the call was ready.
-  // readyEvent: the server event that says the session is live ('session.started' on GPT-Live, whose POST starts
-  // the session; nothing is ever sent to start it), or null when the channel opening is enough (Realtime).
-  constructor(handlers, { readyEvent = null } = {}) {
+  // dataChannel: whether the offer carries `oai-events`. Without it the service takes an offer of exactly one audio
+  // section, no events ever arrive, and the call is ready when the connection is.
+  constructor(handlers, { dataChannel = true } = {}) {
     this.#handlers = handlers;
-    this.#readyEvent = readyEvent;
+    this.#dataChannel = dataChannel;
     this.#readiness = new Promise((resolve, reject) => {
       this.#becomeReady = resolve;
       this.#failReady = reject;
@@ -53,14 +59,15 @@ export class Call {
     });
     pc.addEventListener('connectionstatechange', () => this.#onConnectionState());
 
-    // The channel must exist before the offer, or the offer carries no data section and OpenAI cannot send events.
-    const channel = pc.createDataChannel(EVENTS_LABEL);
-    this.#channel = channel;
-    channel.addEventListener('open', () => {
-      if (!this.#readyEvent) this.#markReady();
-    }, { once: true });
-    channel.addEventListener('message', (event) => this.#onMessage(event));
-    channel.addEventListener('close', () => this.#drop('channel-closed'));
+    if (this.#dataChannel) {
+      // The channel must exist before the offer, or the offer carries no data section and OpenAI cannot send
+      // events. Its opening is the call's start on both backends: neither says so in an event the page may see.
+      const channel = pc.createDataChannel(EVENTS_LABEL);
+      this.#channel = channel;
+      channel.addEventListener('open', () => this.#markReady(), { once: true });
+      channel.addEventListener('message', (event) => this.#onMessage(event));
+      channel.addEventListener('close', () => this.#drop('channel-closed'));
+    }
 
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
@@ -70,6 +77,12 @@ export class Call {
   async answer(sdp) {
     if (this.#closing) return;
     await this.#pc.setRemoteDescription({ type: 'answer', sdp });
+    // A hangup at OpenAI arrives as a DTLS close_notify. With no data channel to close, nothing else tells at once:
+    // the connection state stays "connected" until ICE consent runs out (about 10 s disconnected, 20 s failed).
+    const transport = this.#transceiver.sender.transport;
+    transport?.addEventListener('statechange', () => {
+      if (transport.state === 'closed' || transport.state === 'failed') this.#drop(`dtls-${transport.state}`);
+    });
   }
 
   // replaceTrack needs no new offer: the transceiver was negotiated to send audio from the start.
@@ -93,6 +106,7 @@ export class Call {
   }
 
   #markReady() {
+    if (this.#ready || this.#ended) return;
     this.#ready = true;
     this.#becomeReady();
   }
@@ -105,14 +119,15 @@ export class Call {
       return; // OpenAI only sends JSON; anything else is not ours to interpret
     }
     if (!data || typeof data.type !== 'string') return;
-    if (!this.#ready && data.type === this.#readyEvent) this.#markReady();
     this.#handlers.onServerEvent(data);
   }
 
   #onConnectionState() {
     const state = this.#pc.connectionState;
     clearTimeout(this.#disconnectTimer);
-    if (state === 'failed' || state === 'closed') {
+    if (state === 'connected' && !this.#channel) {
+      this.#markReady();
+    } else if (state === 'failed' || state === 'closed') {
       this.#drop(`ice-${state}`);
     } else if (state === 'disconnected') {
       this.#disconnectTimer = setTimeout(() => this.#drop('ice-disconnected'), DISCONNECT_GRACE_MS);

@@ -87,36 +87,49 @@ def browser_refusing_the_microphone(playwright: Playwright, speech_wav: Path,
 
 
 # Class scope: each group of tests gets the system it needs, and only one runs at a time (each has its own moto,
-# stand-in and function processes).
+# stand-in and function processes). The stack's default backend is GPT-Live (test_live.py); these run Realtime,
+# audio only (its default: GET /options says data_channel false) or with the `oai-events` channel the owner may allow.
+REALTIME_AUDIO_ONLY = {"VoiceBackend": "realtime"}
+REALTIME_WITH_EVENTS = {"VoiceBackend": "realtime", "RealtimeDataChannel": "true"}
 
 
 @pytest.fixture(scope="class")
 def system() -> Iterator[LocalSystem]:
-    """The defaults (5-minute calls), with room for every call the class makes."""
-    with LocalSystem(port=0, page_port=0, parameters={"AnonymousBurst": "20"}) as running:
+    """Realtime with its data channel (transcripts), 5-minute calls, room for every call the class makes."""
+    with LocalSystem(port=0, page_port=0, parameters={**REALTIME_WITH_EVENTS, "AnonymousBurst": "20"}) as running:
+        yield running
+
+
+@pytest.fixture(scope="class")
+def audio_only_system() -> Iterator[LocalSystem]:
+    """Realtime as deployed by default: audio-only calls, 5 minutes each."""
+    with LocalSystem(port=0, page_port=0, parameters={**REALTIME_AUDIO_ONLY, "AnonymousBurst": "20"}) as running:
         yield running
 
 
 @pytest.fixture(scope="class")
 def limited_system() -> Iterator[LocalSystem]:
     """One call at a time, one more every 6 s: the second call in a row is answered 429."""
-    with LocalSystem(port=0, page_port=0,
-                     parameters={"AnonymousBurst": "1", "AnonymousRatePerHour": "600"}) as running:
+    with LocalSystem(port=0, page_port=0, parameters={**REALTIME_AUDIO_ONLY, "AnonymousBurst": "1",
+                                                      "AnonymousRatePerHour": "600"}) as running:
         yield running
 
 
 @pytest.fixture(scope="class")
 def short_system() -> Iterator[LocalSystem]:
-    """OpenAI ends every session after 3 s (as it does after 60 minutes), long before the call's own limit."""
-    with LocalSystem(port=0, page_port=0, parameters={"AnonymousBurst": "20"},
+    """OpenAI ends every session after 3 s (as it does after 60 minutes), long before the call's own limit; the
+    channel carries the error that says why."""
+    with LocalSystem(port=0, page_port=0, parameters={**REALTIME_WITH_EVENTS, "AnonymousBurst": "20"},
                      standin_max_session_seconds=3) as running:
         yield running
 
 
 @pytest.fixture(scope="class")
 def ten_second_system() -> Iterator[LocalSystem]:
-    """Calls end after 10 s (the least the template allows): the leash hangs them up while the test watches."""
-    with LocalSystem(port=0, page_port=0, parameters={"AnonymousBurst": "20", "MaxCallSeconds": "10"}) as running:
+    """Audio-only calls that end after 10 s (the least the template allows): the leash hangs them up while the test
+    watches."""
+    with LocalSystem(port=0, page_port=0, parameters={**REALTIME_AUDIO_ONLY, "AnonymousBurst": "20",
+                                                      "MaxCallSeconds": "10"}) as running:
         yield running
 
 

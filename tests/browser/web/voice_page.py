@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from playwright.sync_api import Page, Request
 
 from local.system import LocalSystem
@@ -117,6 +118,11 @@ class VoicePage:
             arg=[event_type, count], timeout=timeout)
 
     @property
+    def channels_made(self) -> int:
+        """How many data channels the page created, whatever became of them."""
+        return self.page.evaluate("() => window.__watch.channels.length")
+
+    @property
     def sent(self) -> list[str]:
         """Every message the page sent on a data channel."""
         return self.page.evaluate("() => [...window.__watch.sent]")
@@ -193,6 +199,7 @@ class VoicePage:
             "states": lambda: self.page.evaluate("() => window.__watch.states"),
             "events": lambda: self.event_types,
             "sent": lambda: self.sent,
+            "channels_made": lambda: self.channels_made,
             "release": self.release_report,
         }
         report: dict[str, Any] = {}
@@ -212,3 +219,18 @@ class VoicePage:
 
 def json_body(request: Request) -> Any:
     return json.loads(request.post_data or "null")
+
+
+def media_sections(sdp: str) -> list[str]:
+    """The kinds of an SDP's media sections, in order: ["audio"], or ["audio", "application"] with a data channel."""
+    return [line[2:].split(" ", 1)[0] for line in sdp.splitlines() if line.startswith("m=")]
+
+
+def hang_up_at_openai(system: LocalSystem, call_id: str) -> None:
+    """What an owner's script, or OpenAI itself, may do: end the call at OpenAI, without our API."""
+    standin = system.standin
+    assert standin is not None
+    path = "live/sessions" if call_id.startswith("live_") else "realtime/calls"
+    answer = httpx.post(f"{standin.base_url}/{path}/{call_id}/hangup",
+                        headers={"Authorization": f"Bearer {standin.api_key}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
