@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import re
 import threading
 import time
@@ -27,6 +28,7 @@ from moto.core.utils import utcnow
 from moto.stepfunctions.models import stepfunctions_backends
 
 from local import states
+from local.functions import FunctionError
 from local.template_stack import Schedule, StateMachine
 
 RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
@@ -47,13 +49,15 @@ class Invocation:
 class LeashRunner:
     def __init__(self, stepfunctions: Any, state_machines: list[StateMachine], schedules: list[Schedule],
                  invoke: Callable[[str, Any], Any], *, sweeper_period_seconds: float | None = None,
-                 poll_seconds: float = 0.2, log: Callable[[str], None] = lambda line: None) -> None:
+                 poll_seconds: float = 0.2, log: Callable[[str], None] = lambda line: None,
+                 jitter: Callable[[], float] = random.random) -> None:
+        """`jitter` is the chance a FULL-jitter retry draws from (local.states.run), for tests to fix."""
         for machine in state_machines:
             states.check(machine.definition)  # refuse at start-up what would go wrong at a call's end
         periods = {s.logical_id: rate_seconds(s.expression) for s in schedules}  # refuses a cron(...) even so
         self._periods = {name: sweeper_period_seconds or period for name, period in periods.items()}
         self._sfn, self._machines, self._schedules = stepfunctions, state_machines, schedules
-        self._invoke, self._poll, self._log = invoke, poll_seconds, log
+        self._invoke, self._poll, self._log, self._jitter = invoke, poll_seconds, log, jitter
         self._stopping = threading.Event()
         self._seen: set[str] = set()
         self._running: set[str] = set()  # RUNNING in moto at the last poll
@@ -102,7 +106,7 @@ class LeashRunner:
         name = arn.rsplit(":", 1)[-1]
         try:
             data = json.loads(self._sfn.describe_execution(executionArn=arn)["input"])
-            steps = states.run(machine.definition, data, time.time)
+            steps = states.run(machine.definition, data, time.time, self._jitter)
             due: float | None = None
             step = next(steps)
             while True:
@@ -156,8 +160,13 @@ class LeashRunner:
         error: str | None = None
         try:
             return self._invoke(function, payload)
-        except Exception as exc:
-            # Step Functions names a function's failure by its exception type (the errorType Lambda reports).
+        except FunctionError as failed:
+            # Step Functions names a function's failure by the errorType Lambda reports, and gives Lambda's whole
+            # error object as the cause.
+            error = failed.error_type
+            cause = json.dumps({"errorType": failed.error_type, "errorMessage": failed.message})
+            raise states.TaskError(error, cause) from None
+        except Exception as exc:  # the local system's own trouble (no container free in time): named as it is
             error = type(exc).__name__
             raise states.TaskError(error, str(exc)) from None
         finally:

@@ -2,12 +2,14 @@
 
 `run(definition, input)` is a generator: it yields what the execution waits for (`Sleep`, `Invoke`) and is sent
 the result of each invocation, or thrown a `TaskError` when it failed; it returns the execution's output or raises
-`ExecutionFailed`. Whoever drives it owns time, moto and the functions, so this reads like the ASL spec and is
-tested without processes. `check(definition)` refuses, at start-up, whatever this interpreter would get wrong.
+`ExecutionFailed`. Whoever drives it owns time, chance (a retry's jitter), moto and the functions, so this reads
+like the ASL spec and is tested without processes. `check(definition)` refuses, at start-up, whatever this
+interpreter would get wrong.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +17,9 @@ from typing import Any
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 WAIT_FIELDS = ("Seconds", "Timestamp", "TimestampPath")
+RETRIER_FIELDS = {"ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy",
+                  "Comment"}
+JITTER_STRATEGIES = ("FULL", "NONE")
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,23 @@ def check(definition: dict[str, Any]) -> None:
             raise Unsupported(f"{name}: {', '.join(sorted(unsupported))} not supported locally")
         if kind in ("Wait", "Task") and not state.get("End") and state.get("Next") not in states:
             raise Unsupported(f"{name}: Next names no state")
+        for retrier in state.get("Retry", []):
+            _check_retrier(name, retrier)
 
 
-def run(definition: dict[str, Any], data: Any, now: Callable[[], float]) -> Steps:
+def _check_retrier(name: str, retrier: dict[str, Any]) -> None:
+    unknown = set(retrier) - RETRIER_FIELDS
+    if unknown:
+        raise Unsupported(f"{name}: Retry field(s) {', '.join(sorted(unknown))} not supported locally")
+    if not retrier.get("ErrorEquals"):
+        raise Unsupported(f"{name}: a retrier needs ErrorEquals")
+    if retrier.get("JitterStrategy", "NONE") not in JITTER_STRATEGIES:
+        raise Unsupported(f"{name}: JitterStrategy must be one of {', '.join(JITTER_STRATEGIES)}")
+
+
+def run(definition: dict[str, Any], data: Any, now: Callable[[], float],
+        jitter: Callable[[], float] = random.random) -> Steps:
+    """`jitter` draws uniformly from [0, 1): the fraction of its delay a FULL-jitter retry waits."""
     name = definition["StartAt"]
     while True:
         state = definition["States"][name]
@@ -80,7 +99,7 @@ def run(definition: dict[str, Any], data: Any, now: Callable[[], float]) -> Step
             case "Wait":
                 yield Sleep(_wait_until(state, data, now()))
             case "Task":
-                data = yield from _task(state, data, now)
+                data = yield from _task(state, data, now, jitter)
         if state.get("End"):
             return data
         name = state["Next"]
@@ -100,7 +119,7 @@ def _wait_until(state: dict[str, Any], data: Any, now: float) -> float:
     return moment.timestamp()
 
 
-def _task(state: dict[str, Any], data: Any, now: Callable[[], float]) -> Steps:
+def _task(state: dict[str, Any], data: Any, now: Callable[[], float], jitter: Callable[[], float]) -> Steps:
     parameters = resolve(state.get("Parameters", {}), data)
     retried: dict[int, int] = {}  # retrier index -> retries so far: each retrier counts its own
     while True:
@@ -112,11 +131,21 @@ def _task(state: dict[str, Any], data: Any, now: Callable[[], float]) -> Steps:
             if retrier is None or count >= retrier.get("MaxAttempts", 3):
                 raise ExecutionFailed(failure.error, failure.cause) from None
             retried[index] = count + 1
-            interval = retrier.get("IntervalSeconds", 1) * retrier.get("BackoffRate", 2.0) ** count
-            yield Sleep(now() + interval)
+            yield Sleep(now() + _delay(retrier, count, jitter))
             continue
         # lambda:invoke's result: the function's answer under Payload, as the optimized integration returns it.
         return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
+
+
+def _delay(retrier: dict[str, Any], count: int, jitter: Callable[[], float]) -> float:
+    """The wait before retry number count + 1: IntervalSeconds x BackoffRate^count, capped at MaxDelaySeconds; with
+    JitterStrategy FULL, a uniformly random part of that (between 0 and the capped delay)."""
+    delay = retrier.get("IntervalSeconds", 1) * retrier.get("BackoffRate", 2.0) ** count
+    if "MaxDelaySeconds" in retrier:
+        delay = min(delay, retrier["MaxDelaySeconds"])
+    if retrier.get("JitterStrategy", "NONE") == "FULL":
+        delay *= jitter()
+    return float(delay)
 
 
 def _retrier(retry: list[dict[str, Any]], error: str) -> tuple[int, dict[str, Any] | None]:

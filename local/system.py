@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,10 +57,13 @@ class LocalSystem:
                  parameters: dict[str, str] | None = None, env_overrides: dict[str, str] | None = None,
                  containers: int = 2, standin_max_session_seconds: float = 3600,
                  request_log: Callable[[str], None] | None = None, sweeper_period_seconds: float | None = None,
-                 template: Path = TEMPLATE) -> None:
+                 template: Path = TEMPLATE, retry_jitter: Callable[[], float] = random.random,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """`parameters` are checked against the template's constraints here (ParameterError), before anything
         starts. `sweeper_period_seconds` replaces the schedules' rate(...) (a minute is long for a test);
-        `template` lets a test run another template (a function that fails on purpose)."""
+        `template` lets a test run another template (a function that fails on purpose); `retry_jitter` is the
+        chance the state machines' FULL-jitter retries draw from (uniform in [0, 1)), and `clock` the gateway's
+        throttles' (seconds), for tests that fix them."""
         self._parameters = dict(parameters or {})
         declared = load_template(template)
         validate(self._parameters, declared.get("Parameters", {}), declared.get("Rules", {}))
@@ -71,6 +76,7 @@ class LocalSystem:
         self._standin_max_session = standin_max_session_seconds
         self._sweeper_period = sweeper_period_seconds
         self._template = template
+        self._retry_jitter, self._clock = retry_jitter, clock
         self.request_log = request_log
         # How long the gateway waits on a silent client connection (idle keep-alive or a stalled body).
         self.client_timeout_seconds: float = 30
@@ -115,7 +121,8 @@ class LocalSystem:
         self._start_functions(base_url)
         self.leash = LeashRunner(self.client("stepfunctions"), list(self.stack.state_machines.values()),
                                  list(self.stack.schedules.values()), self._invoke_function,
-                                 sweeper_period_seconds=self._sweeper_period, log=self._log)
+                                 sweeper_period_seconds=self._sweeper_period, log=self._log,
+                                 jitter=self._retry_jitter)
         self.leash.start()
         gateway = Gateway(self.routes, self.cors, self._invoke_api, domain=urlsplit(self.api_url).netloc)
         api, *page = self._listeners
