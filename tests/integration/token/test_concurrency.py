@@ -1,6 +1,9 @@
 """Many callers at once, as Lambda serves them: several containers (processes), each importing the real handler,
 all metering against one DynamoDB (the moto server over HTTP). The limits must hold exactly, not roughly: per
-caller, exactly its burst; globally, exactly the daily cap; every refusal a clean 429."""
+caller, exactly its burst; globally, exactly the daily cap; every refusal a clean 429.
+
+The day's count is read from the `day#...` items the run wrote, not from the clock: a run that crosses midnight UTC
+writes two, each held to its own cap."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +51,26 @@ class Outcome:
     denied: Counter[str]  # error code -> count
     statuses: Counter[int]
     wall_seconds: float
-    day_count: int
+    days: dict[str, int]  # UTC day -> tokens counted on its day item
     upstream_calls: int
+
+
+def utc_days(started: float, ended: float) -> set[str]:
+    """Every UTC day from `started` to `ended` (epoch seconds): the only days a run between them may charge."""
+    first, last = (datetime.fromtimestamp(t, UTC).date() for t in (started, ended))
+    return {(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)}
+
+
+def issued_by_day(stack: LocalStack) -> dict[str, int]:
+    """The `issued` count of every `day#...` item in the table."""
+    days: dict[str, int] = {}
+    for page in boto3.client("dynamodb").get_paginator("scan").paginate(TableName=stack.table_name,
+                                                                           ConsistentRead=True):
+        for item in page["Items"]:
+            pk = item["pk"]["S"]
+            if pk.startswith("day#"):
+                days[pk.removeprefix("day#")] = int(item.get("issued", {}).get("N", "0"))
+    return days
 
 
 def run_scenario(stack: LocalStack, standin: StandIn, moto_endpoint: str, log_path: Path, *,
@@ -78,10 +99,11 @@ def run_scenario(stack: LocalStack, standin: StandIn, moto_endpoint: str, log_pa
             start.wait()
             return ip, to_http_response(pool.invoke(event, timeout=120))
 
-        started = time.perf_counter()
+        started_at, started = time.time(), time.perf_counter()
         with ThreadPoolExecutor(max_workers=len(events)) as threads:
             results = list(threads.map(send, events))
         wall = time.perf_counter() - started
+        ended_at = time.time()
     finally:
         pool.close()
 
@@ -100,10 +122,9 @@ def run_scenario(stack: LocalStack, standin: StandIn, moto_endpoint: str, log_pa
             assert response.header("retry-after") is not None
     EVIDENCE.lines.extend(log_path.read_text().splitlines())  # the leak check covers the containers' logs too
 
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    item = boto3.client("dynamodb").get_item(TableName=stack.table_name, Key={"pk": {"S": f"day#{day}"}},
-                                             ConsistentRead=True).get("Item") or {}
-    return Outcome(issued, denied, statuses, wall, int(item.get("issued", {}).get("N", "0")), len(standin.requests))
+    days = issued_by_day(stack)
+    assert set(days) <= utc_days(started_at, ended_at), f"day items {sorted(days)} outside the run's days"
+    return Outcome(issued, denied, statuses, wall, days, len(standin.requests))
 
 
 def report(capsys: pytest.CaptureFixture[str], label: str, outcome: Outcome) -> None:
@@ -127,7 +148,7 @@ def test_per_caller_limits_are_exact_under_concurrency(stack: LocalStack, standi
     total = sum(outcome.issued.values())
     assert total == min(global_limit, CALLERS * expected)
     assert outcome.denied == Counter({"rate_limited": CALLERS * REQUESTS_PER_CALLER - total})
-    assert outcome.day_count == total, "the global counter agrees with what was issued"
+    assert sum(outcome.days.values()) == total, f"the day counters {outcome.days} agree with what was issued"
     assert outcome.upstream_calls == total, "OpenAI was asked exactly once per issued token"
 
 
@@ -137,11 +158,17 @@ def test_the_global_cap_is_exact_under_concurrency(stack: LocalStack, standin: S
     outcome = run_scenario(stack, standin, moto_endpoint, tmp_path / "function.log", global_limit=global_limit)
     report(capsys, "global cap", outcome)
 
+    total = sum(outcome.issued.values())
     assert set(outcome.statuses) <= {200, 429}, outcome.statuses
-    assert sum(outcome.issued.values()) == global_limit
     assert max(outcome.issued.values()) <= BURST
     assert set(outcome.denied) <= {"rate_limited", "daily_budget_exhausted"}
-    assert outcome.denied["daily_budget_exhausted"] > 0
-    assert sum(outcome.denied.values()) == CALLERS * REQUESTS_PER_CALLER - global_limit
-    assert outcome.day_count == global_limit
-    assert outcome.upstream_calls == global_limit
+    assert sum(outcome.denied.values()) == CALLERS * REQUESTS_PER_CALLER - total
+    assert sum(outcome.days.values()) == total, f"the day counters {outcome.days} agree with what was issued"
+    assert all(n <= global_limit for n in outcome.days.values()), f"a day above its cap: {outcome.days}"
+    assert outcome.upstream_calls == total
+    # Every caller asks beyond its burst, so each bucket is spent or the day's cap is reached.
+    if len(outcome.days) == 1:
+        assert total == global_limit, "exactly the cap, not one more"
+        assert outcome.denied["daily_budget_exhausted"] > 0
+    else:  # the run crossed midnight UTC: each day has its own cap, and the bursts bound the whole run
+        assert global_limit <= total <= CALLERS * BURST, outcome.days
