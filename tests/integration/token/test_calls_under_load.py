@@ -30,8 +30,9 @@ BUDGET = DAILY_CALL_MINUTES * 60 // (MAX_CALL_SECONDS + 5)  # each call reserves
 @pytest.fixture(scope="module")
 def system() -> Iterator[LocalSystem]:
     serialise_item_operations()
-    parameters = {"VoiceBackend": BACKEND, "MaxCallSeconds": str(MAX_CALL_SECONDS), "DailyCallMinutes": str(DAILY_CALL_MINUTES),
-                  "AnonymousBurst": "1000", "AnonymousRatePerHour": "1000000"}
+    parameters = {"VoiceBackend": BACKEND, "MaxCallSeconds": str(MAX_CALL_SECONDS),
+                  "DailyCallMinutes": str(DAILY_CALL_MINUTES), "AnonymousBurst": "1000",
+                  "AnonymousRatePerHour": "1000000"}
     with LocalSystem(port=0, parameters=parameters, containers=4, sweeper_period_seconds=2) as running:
         yield running
 
