@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from local.openai_standin.client_secrets import Fault
-from local.openai_standin.schema import validate_client_secret_request
 from tests.integration.harness import TokenApi, body_of, load_token_app
+from tests.openai_shapes import CLIENT_SECRET_REQUEST, assert_request
 
 ORIGIN = "https://page.example"
 
@@ -29,7 +29,7 @@ def test_vends_a_token_under_the_owner_policy(token_api: TokenApi) -> None:
 
     sent = token_api.standin.requests[-1]
     assert sent.authorized
-    validate_client_secret_request(sent.body)  # our model of OpenAI's schema, strict
+    assert_request(sent.body, CLIENT_SECRET_REQUEST)  # OpenAI's own SDK's shape of the request, strictly
     assert sent.body["expires_after"] == {"anchor": "created_at", "seconds": 60}
     session = sent.body["session"]
     assert session["type"] == "realtime" and session["model"] == "gpt-realtime-2.1"
@@ -303,7 +303,7 @@ def test_the_handler_sends_the_policy_request(stack, fresh_standin) -> None:
     response = api.call("POST", "/token", {"voice": "cedar", "preset": "concise"})
     assert response.status == 200, response.body
     sent = fresh_standin.requests[-1].body
-    validate_client_secret_request(sent)
+    assert_request(sent, CLIENT_SECRET_REQUEST)
     assert sent["expires_after"]["seconds"] == 120
     assert sent["session"]["audio"]["input"] == {"turn_detection": None}
     assert sent["session"]["max_output_tokens"] == 512

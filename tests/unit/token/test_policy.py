@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from local.openai_standin.schema import RequestError, validate_client_secret_request
+from tests.openai_shapes import CLIENT_SECRET_REQUEST, ShapeError, assert_request
 from tokenvend.errors import ApiError, Code
 from tokenvend.options import PublicOptions
 from tokenvend.policy import SessionChoice, SessionPolicy
@@ -27,7 +27,7 @@ def policy(**env: str) -> SessionPolicy:
 def request_for(voice: str | None = None, preset: str | None = None, **env: str) -> dict:
     p = policy(**env)
     body = p.client_secret_request(p.choose(voice, preset))
-    validate_client_secret_request(body)
+    assert_request(body, CLIENT_SECRET_REQUEST)  # as OpenAI's own SDK declares the request
     return body
 
 
@@ -98,8 +98,8 @@ def test_every_known_voice_makes_a_valid_request(voice: str) -> None:
 def test_the_validator_is_strict() -> None:
     body = request_for()
     body["session"]["unknown"] = 1
-    with pytest.raises(RequestError):
-        validate_client_secret_request(body)
+    with pytest.raises(ShapeError):
+        assert_request(body, CLIENT_SECRET_REQUEST)
 
 
 # --- what the caller may choose ----------------------------------------------------------------------------------
