@@ -4,6 +4,7 @@
   IP, lowercased headers, cookies, query string, request id, and the body base64-encoded where API Gateway would.
 - `to_http_response` turns the function's result back into status, headers and body bytes.
 - `Cors` answers preflights and decorates responses as the HttpApi's CorsConfiguration does.
+- `Throttles` keeps the stage's token buckets, one per route, as its DefaultRouteSettings and RouteSettings say.
 - `LambdaContext` is the context object the handler receives.
 """
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -228,6 +231,44 @@ class Cors:
         if self.expose_headers:
             extra.append(("access-control-expose-headers", ",".join(self.expose_headers)))
         return HttpResponse(response.status, response.headers + extra, response.body)
+
+
+@dataclass(frozen=True)
+class Throttle:
+    burst: int  # ThrottlingBurstLimit: the bucket's size, so requests at once
+    rate: float  # ThrottlingRateLimit: tokens put back per second
+
+
+class Throttles:
+    """An HTTP API stage's route throttling: a token bucket per route key, checked before the integration runs.
+    The DefaultRouteSettings apply to each route separately (every route its own bucket with those numbers); a
+    route named in RouteSettings has its own numbers. A field a route's settings leave out comes from the defaults;
+    a route with no burst or no rate at all is not throttled here (only AWS's account-wide limit would apply)."""
+
+    def __init__(self, default: dict[str, Any], routes: dict[str, dict[str, Any]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._default, self._routes, self._clock = default, routes, clock
+        self._buckets: dict[str, list[float]] = {}  # route key -> [tokens, when they were counted]
+        self._lock = threading.Lock()  # requests arrive on many threads
+
+    def throttle(self, route_key: str) -> Throttle | None:
+        settings = {**self._default, **self._routes.get(route_key, {})}
+        if "ThrottlingBurstLimit" not in settings or "ThrottlingRateLimit" not in settings:
+            return None
+        return Throttle(int(float(settings["ThrottlingBurstLimit"])), float(settings["ThrottlingRateLimit"]))
+
+    def allow(self, route_key: str) -> bool:
+        """Take a token from the route's bucket; False (429) when it is empty."""
+        limit = self.throttle(route_key)
+        if limit is None:
+            return True
+        with self._lock:
+            now = self._clock()
+            tokens, counted = self._buckets.get(route_key, (float(limit.burst), now))  # a bucket starts full
+            tokens = min(float(limit.burst), tokens + (now - counted) * limit.rate)
+            allowed = tokens >= 1
+            self._buckets[route_key] = [tokens - 1 if allowed else tokens, now]
+            return allowed
 
 
 class LambdaContext:

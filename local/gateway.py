@@ -1,20 +1,25 @@
 """API Gateway (HTTP API) in front of the function: CORS preflights answered by the gateway itself, the template's
-routes, the v2.0 event to the function, its result back as an HTTP response with CORS headers."""
+routes, each route's throttle (429 before the function is invoked), the v2.0 event to the function, its result
+back as an HTTP response with CORS headers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
-from local.apigw import Cors, HttpResponse, Route, http_api_event, match_route, to_http_response
+from local.apigw import Cors, HttpResponse, Route, Throttles, http_api_event, match_route, to_http_response
 from local.template_stack import LocalStack
 
 JSON = [("content-type", "application/json")]
+TOO_MANY_REQUESTS = b'{"message":"Too Many Requests"}'
 
 
 class Gateway:
-    def __init__(self, routes: list[Route], cors: Cors, invoke: Callable[[dict[str, Any]], Any], domain: str) -> None:
+    def __init__(self, routes: list[Route], cors: Cors, invoke: Callable[[dict[str, Any]], Any], domain: str,
+                 throttles: Throttles | None = None) -> None:
         self.routes, self.cors, self._invoke, self._domain = routes, cors, invoke, domain
+        self.throttles = throttles or Throttles({}, {})
 
     def handle(self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes,
                source_ip: str) -> HttpResponse:
@@ -26,6 +31,8 @@ class Gateway:
         route, params = match_route(self.routes, method, path)
         if route is None:
             return HttpResponse(404, JSON, b'{"message":"Not Found"}')
+        if not self.throttles.allow(route.key):
+            return self.cors.decorate(origin, HttpResponse(429, JSON, TOO_MANY_REQUESTS))
         event = http_api_event(method, path, route=route, path_parameters=params, query=query, headers=headers,
                                body=body or None, source_ip=source_ip, domain=self._domain)
         try:
@@ -43,3 +50,9 @@ def cors_of(stack: LocalStack) -> Cors:
                 allow_headers=list(config.get("allowHeaders", [])),
                 expose_headers=list(config.get("exposeHeaders", [])),
                 max_age=config.get("maxAge"))
+
+
+def throttles_of(stack: LocalStack, clock: Callable[[], float] = time.monotonic) -> Throttles:
+    """The $default stage's DefaultRouteSettings and RouteSettings, as the translated template gives them."""
+    stage = stack.http_api_stage
+    return Throttles(stage.get("DefaultRouteSettings", {}), stage.get("RouteSettings", {}), clock)

@@ -32,10 +32,10 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from local import site
-from local.apigw import Cors, HttpResponse, Route, routes_from_template
+from local.apigw import Cors, HttpResponse, Route, Throttles, routes_from_template
 from local.atomic_moto import serialise_item_operations
 from local.functions import FunctionPool
-from local.gateway import Gateway, cors_of
+from local.gateway import Gateway, cors_of, throttles_of
 from local.http_front import handler_class
 from local.leash import LeashRunner
 from local.listener import Listener
@@ -95,6 +95,7 @@ class LocalSystem:
         self.api_url = self.page_url = self.moto_url = self.realtime_url = ""
         self.cors: Cors | None = None
         self.routes: list[Route] = []
+        self.throttles: Throttles | None = None
 
     # --- life cycle -------------------------------------------------------------------------------------------
 
@@ -124,7 +125,9 @@ class LocalSystem:
                                  sweeper_period_seconds=self._sweeper_period, log=self._log,
                                  jitter=self._retry_jitter)
         self.leash.start()
-        gateway = Gateway(self.routes, self.cors, self._invoke_api, domain=urlsplit(self.api_url).netloc)
+        self.throttles = throttles_of(self.stack, self._clock)
+        gateway = Gateway(self.routes, self.cors, self._invoke_api, domain=urlsplit(self.api_url).netloc,
+                          throttles=self.throttles)
         api, *page = self._listeners
         # Now, and only now, connections are accepted.
         api.open(handler_class(api=gateway.handle, page=self._page, log=self._log,

@@ -148,6 +148,7 @@ class LocalStack:
     physical_ids: dict[str, str] = field(default_factory=dict)
     function_env: dict[str, dict[str, str]] = field(default_factory=dict)
     http_api_cors: dict[str, Any] = field(default_factory=dict)  # x-amazon-apigateway-cors, resolved
+    http_api_stage: dict[str, Any] = field(default_factory=dict)  # the HttpApi's stage properties, resolved
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     lambdas: dict[str, Function] = field(default_factory=dict)
     state_machines: dict[str, StateMachine] = field(default_factory=dict)
@@ -286,6 +287,8 @@ def provision(stack_name: str = "realtime-token-vend", parameters: dict[str, str
                     type=props.get("StateMachineType", "STANDARD"))["stateMachineArn"]
                 physical[logical] = arn  # Ref of a state machine is its ARN
                 stack.state_machines[logical] = StateMachine(logical, arn, definition)
+            case "AWS::ApiGatewayV2::Stage":  # SAM's $default stage: where the route throttles are
+                stack.http_api_stage = props
             case "AWS::Scheduler::Schedule":
                 target = props["Target"]
                 stack.schedules[logical] = Schedule(logical, props["ScheduleExpression"], target["Arn"],
