@@ -130,7 +130,9 @@ def test_options_is_the_public_policy(token_api: TokenApi) -> None:
     options = body_of(response)
     assert options["voices"][:2] == ["marin", "cedar"] and options["default_voice"] == "marin"
     assert options["presets"] == ["default", "concise", "tutor"] and options["default_preset"] == "default"
-    assert options["token_ttl_seconds"] == 60 and options["model"] == "gpt-realtime-2.1"
+    # GPT-Live by default, with its allow-listed channel.
+    assert options["token_ttl_seconds"] == 60 and options["model"] == "gpt-live-1.1" and options["backend"] == "live"
+    assert options["data_channel"] is True
     assert options["anonymous"] == {"enabled": True, "burst": 3, "rate_per_hour": 10.0, "global_daily_limit": 500}
     assert "instructions" not in response.body.decode() and "You are" not in response.body.decode()
 
