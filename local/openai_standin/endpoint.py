@@ -46,6 +46,9 @@ class Incoming:
     parts: dict[str, Part] | None = None
     call_id: str | None = None  # the id a hangup names
     malformed: bool = False  # a multipart body that could not be parsed
+    # Records the request with this status now, not when the handler returns: a WebSocket's handler returns only
+    # when the socket has closed, which its client may see first. Recording twice does nothing.
+    record_now: Callable[[int], None] = field(default=lambda _status: None, repr=False)
 
     @property
     def authorization(self) -> str:
@@ -119,6 +122,21 @@ def endpoint(name: str, handler: Handler, *, faults: FaultPlan, log: RequestLog,
 
     async def handle(request: web.Request) -> web.StreamResponse:
         incoming = Incoming(request, call_id=request.match_info.get("call_id"))
+        recorded = False
+
+        def record(status: int) -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+            parts = None if incoming.parts is None else {
+                part_name: PartHeaders(part.content_type, part.filename) for part_name, part in incoming.parts.items()}
+            log.add(RecordedRequest(headers, _recorded_body(incoming), credentials.is_standard(incoming.authorization),
+                                    status, name, request.path, request.method, dict(request.query), parts),
+                    incoming.call_id)
+
+        incoming.record_now = record
         if request.content_type == "multipart/form-data":
             try:
                 incoming.parts = await read_parts(request)
@@ -138,13 +156,7 @@ def endpoint(name: str, handler: Handler, *, faults: FaultPlan, log: RequestLog,
                     response = refused.response
             return response
         finally:
-            status = response.status if response is not None else 0  # 0: the connection was dropped
-            headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
-            parts = None if incoming.parts is None else {
-                part_name: PartHeaders(part.content_type, part.filename) for part_name, part in incoming.parts.items()}
-            record = RecordedRequest(headers, _recorded_body(incoming), credentials.is_standard(incoming.authorization),
-                                     status, name, request.path, request.method, dict(request.query), parts)
-            log.add(record, incoming.call_id)
+            record(response.status if response is not None else 0)  # 0: the connection was dropped
 
     return handle
 

@@ -41,6 +41,7 @@ class Sideband:
         session = peer.behaviour
         socket = web.WebSocketResponse(autoping=True)
         await socket.prepare(incoming.request)
+        incoming.record_now(101)  # the attach is answered: a client that sees the socket open sees it recorded
         async for message in socket:
             if message.type is not WSMsgType.TEXT:
                 break

@@ -1,13 +1,16 @@
-"""The stand-in's `/_standin/...` control API, as a test in another process uses it: faults per endpoint, the
-recorded requests and hangups, the calls and sessions, and a reset; with the stand-in running in its own thread."""
+"""The stand-in's `/_standin/...` control API, as a test in another process uses it: faults per endpoint (a Live
+hangup that says yes and ends nothing, a refused sideband), the recorded requests and hangups, the calls and
+sessions, and a reset; with the stand-in running in its own thread."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -132,3 +135,70 @@ def test_in_process_reset_from_another_thread(standin: StandIn, control: httpx.C
     worker.start()
     worker.join(10)
     assert record.wait_ended(1) and standin.calls.all() == [] and standin.hangups == []
+
+
+def live_session(standin: StandIn, offer: str) -> str:
+    created = openai(standin, "/live/sessions", json={"session": LIVE_SESSION,
+                                                       "transport": {"type": "webrtc", "sdp": offer}})
+    assert created.status_code == 201, created.text
+    return created.json()["session"]["id"]
+
+
+async def close_on_sideband(standin: StandIn, session_id: str) -> tuple[int, list[dict[str, Any]]]:
+    """Opens the session's sideband as a server would and sends session.close: (the attach's status, what came back)."""
+    url = f"{standin.base_url}/live/sessions/{session_id}/attach"
+    headers = {"Authorization": f"Bearer {standin.api_key}"}
+    async with aiohttp.ClientSession() as http:
+        try:
+            socket = await http.ws_connect(url, headers=headers)
+        except aiohttp.WSServerHandshakeError as refused:
+            return refused.status, []
+        async with socket:
+            await socket.send_json({"type": "session.close"})
+            return 101, [json.loads(message.data) async for message in socket
+                         if message.type is aiohttp.WSMsgType.TEXT]
+
+
+def test_a_live_hangup_fault_of_200_leaves_the_session_to_the_sideband(standin: StandIn, control: httpx.Client,
+                                                                       offer: str) -> None:
+    """What the leash's attack matrix needs: GPT-Live's hangup says 200 and ends nothing; session.close does."""
+    session_id = live_session(standin, offer)
+    assert control.post("/faults", json={"endpoint": "live_hangup", "status": 200}).status_code == 200
+
+    said_yes = openai(standin, f"/live/sessions/{session_id}/hangup")
+    assert (said_yes.status_code, said_yes.content) == (200, b"")  # OpenAI's success, word for word
+    running = control.get(f"/calls/{session_id}").json()
+    assert not running["ended"] and session_id in {c["call_id"] for c in control.get(
+        "/calls", params={"active": "true"}).json()}
+    assert control.get("/hangups", params={"call_id": session_id}).json() == [
+        {"call_id": session_id, "status": 200, "endpoint": "live_hangup"}]
+
+    status, events = asyncio.run(close_on_sideband(standin, session_id))
+    assert status == 101 and [e["type"] for e in events] == ["session.closed"]
+    ended = control.get(f"/calls/{session_id}").json()
+    assert ended["ended"] and ended["end_reason"] == "sideband_close"
+    assert ended["sideband_events"] == [{"type": "session.close"}]
+
+
+def test_a_fault_aimed_at_the_sideband_over_http(standin: StandIn, control: httpx.Client, offer: str) -> None:
+    session_id = live_session(standin, offer)
+    assert control.post("/faults", json={"endpoint": "live_attach", "status": 404}).status_code == 200
+    assert [f["endpoint"] for f in control.get("/faults", params={"endpoint": "live_attach"}).json()] == [
+        "live_attach"]
+
+    assert asyncio.run(close_on_sideband(standin, session_id)) == (404, [])  # "over", though it is not
+    assert not control.get(f"/calls/{session_id}").json()["ended"]
+    status, events = asyncio.run(close_on_sideband(standin, session_id))
+    assert status == 101 and events[-1]["type"] == "session.closed"
+    attaches = control.get("/requests", params={"endpoint": "live_attach"}).json()
+    assert [(a["method"], a["status"]) for a in attaches] == [("GET", 404), ("GET", 101)]
+
+
+def test_recorded_requests_keep_method_query_and_part_labels(standin: StandIn, control: httpx.Client,
+                                                             offer: str) -> None:
+    files = {**multipart(offer, REALTIME_SESSION), "sdp": ("offer.sdp", offer, "application/sdp")}
+    assert openai(standin, "/realtime/calls", files=files, params={"trace": "1"}).status_code == 201
+    (recorded,) = control.get("/requests", params={"endpoint": "calls"}).json()
+    assert (recorded["method"], recorded["path"], recorded["query"]) == ("POST", "/v1/realtime/calls", {"trace": "1"})
+    assert recorded["parts"] == {"sdp": {"content_type": "application/sdp", "filename": "offer.sdp"},
+                                 "session": {"content_type": "application/json", "filename": None}}

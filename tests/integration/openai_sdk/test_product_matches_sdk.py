@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +48,6 @@ SAFETY_IDENTIFIER = "0123456789abcdef0123456789abcdef"  # the shape of the produ
 # What any HTTP or WebSocket client sends for its own sake: not part of what the operation asks of OpenAI.
 TRANSPORT_HEADERS = frozenset({"host", "content-length", "connection", "accept-encoding", "user-agent", "upgrade",
                                "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"})
-RECORD_WAIT_SECONDS = 5.0
 _ID = re.compile(r"/(rtc|live)_[A-Za-z0-9_-]+")
 
 OPERATIONS = ("realtime_create", "realtime_hangup", "client_secrets", "live_create", "live_hangup", "live_sideband")
@@ -141,14 +139,9 @@ class Product:
 
 
 def _new_requests(standin: StandIn, endpoint: str, action: Callable[[], Any]) -> list[RecordedRequest]:
-    """The requests `action` made to `endpoint`. A sideband's request is recorded when its socket has closed on the
-    stand-in's side, which may be just after the client has seen it close: wait for it (a plain HTTP request is
-    recorded before its answer leaves)."""
+    """The requests `action` made to `endpoint` (each is recorded by the time its client has an answer)."""
     before = len(standin.requests_to(endpoint))
     action()
-    deadline = time.monotonic() + RECORD_WAIT_SECONDS
-    while len(standin.requests_to(endpoint)) == before and time.monotonic() < deadline:
-        time.sleep(0.01)
     return list(standin.requests_to(endpoint)[before:])
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from array import array
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from local.openai_standin.audio import FRAME_BYTES, SAMPLE_RATE, OutputTrack
 from local.openai_standin.faults import Fault, FaultPlan
@@ -57,6 +60,49 @@ def test_the_live_create_body() -> None:
     with pytest.raises(RequestError) as model:
         validate_live_create({**good, "session": {"model": "gpt-live-2"}})
     assert model.value.param == "session.model"
+
+
+async def test_a_2xx_fault_is_an_empty_yes_and_an_error_fault_is_openai_s_envelope() -> None:
+    request = make_mocked_request("POST", "/v1/live/sessions/live_x/hangup")
+    said_yes = await Fault(status=200, endpoint="live_hangup").respond(request)
+    assert said_yes is not None and said_yes.status == 200
+    assert isinstance(said_yes, web.Response) and said_yes.body is None  # OpenAI's hangup success: no body at all
+    refused = await Fault(status=503, endpoint="live_attach").respond(request)
+    assert isinstance(refused, web.Response) and refused.status == 503 and refused.body is not None
+    assert json.loads(refused.body)["error"]["type"] == "server_error"  # type: ignore[arg-type]
+    explicit = await Fault(status=200, body={"error": {"message": "odd"}}).respond(request)
+    assert isinstance(explicit, web.Response) and json.loads(explicit.body) == {"error": {"message": "odd"}}  # type: ignore[arg-type]
+
+
+def test_a_live_session_takes_the_sdk_s_other_startup_fields() -> None:
+    transport = {"type": "webrtc", "sdp": "v=0"}
+    session = {"model": "gpt-live-1.1", "safety_identifier": "caller-hash", "idle_timeout_s": 30,
+               "wake_policy": {"type": "speech", "vad_threshold": 0.6}}
+    validate_live_create({"session": session, "transport": transport})
+    validate_live_create({"session": {**session, "safety_identifier": None}, "transport": transport})
+    for field, value in (("idle_timeout_s", 0), ("idle_timeout_s", 1.5), ("wake_policy", {"type": "noise"}),
+                         ("wake_policy", {"type": "speech", "vad_threshold": 2}),
+                         ("wake_policy", {"type": "speech", "threshold": 0.5})):
+        with pytest.raises(RequestError) as refused:
+            validate_live_create({"session": {**session, field: value}, "transport": transport})
+        assert refused.value.param is not None and refused.value.param.startswith(f"session.{field}")
+
+
+def test_truncation_is_openai_s_shape_and_a_misspelt_key_is_named() -> None:
+    ratio = {"type": "retention_ratio", "retention_ratio": 0.8, "token_limits": {"post_instructions": 4096}}
+    for truncation in ("auto", "disabled", ratio, {"type": "retention_ratio", "retention_ratio": 0}):
+        validate_call_session({"type": "realtime", "truncation": truncation})
+    for misspelt, param in (({**ratio, "retention": 0.5}, "session.truncation.retention"),
+                            ({**ratio, "token_limits": {"post_instruction": 1}},
+                             "session.truncation.token_limits.post_instruction")):
+        with pytest.raises(RequestError) as unknown:
+            validate_call_session({"type": "realtime", "truncation": misspelt})
+        assert (unknown.value.code, unknown.value.param) == ("unknown_parameter", param)
+    for wrong in ({**ratio, "retention_ratio": 1.5}, {"type": "retention_ratio"}, "never",
+                  {**ratio, "token_limits": {"post_instructions": 0}}):
+        with pytest.raises(RequestError) as refused:
+            validate_call_session({"type": "realtime", "truncation": wrong})
+        assert refused.value.param is not None and refused.value.param.startswith("session.truncation")
 
 
 def _frames(level: float, seconds: float) -> list[bytes]:
