@@ -35,7 +35,9 @@ HANGUP_TIMEOUT = 3.0
 class CallSetup:
     """How to have our API set a call up. `endpoint` is the stack's ApiUrl or any of its route URLs.
 
-    `backend` ("realtime" or "live", from `GET /options`) may be left None: the call id tells (`live_...`).
+    `backend` ("realtime" or "live") and `data_channel` (whether the offer may carry `oai-events`) are what
+    `GET /options` says. Left None, `RealtimeSession` asks it before the offer, since the API refuses an offer with a
+    channel where the stack does not allow one; `backend` alone can also be told from the call id (`live_...`).
     """
 
     endpoint: str
@@ -44,6 +46,7 @@ class CallSetup:
     preset: str | None = None
     backend: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    data_channel: bool | None = None
 
     def __post_init__(self) -> None:
         resolve_endpoint(self.endpoint)  # a bad URL fails here, not after the peer connection exists

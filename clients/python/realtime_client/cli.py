@@ -42,7 +42,7 @@ READY_TIMEOUT = 10.0
 
 class ExitCode(IntEnum):
     OK = 0
-    USAGE = 2  # bad arguments, unreadable --wav, or --say on the live backend
+    USAGE = 2  # bad arguments, unreadable --wav, or --say on the live backend or on audio-only calls
     AUTH = 3  # 401 from our API: check --api-key / TALK_API_KEY
     RATE_LIMITED = 4  # 429: the retry delay is printed
     SETUP_FAILED = 5  # any other failure of our API: 4xx, 5xx, unreachable, malformed answer
@@ -54,7 +54,7 @@ class ExitCode(IntEnum):
 
 EPILOG = """exit codes:
   0  the assistant answered and its audio was received (also when the server then ended the call at its limit)
-  2  usage error (bad arguments, unreadable --wav, --say on the live backend)
+  2  usage error (bad arguments, unreadable --wav, --say on the live backend or on audio-only calls)
   3  our API refused the API key (401)
   4  rate limited or today's budget is spent (429); "(retry after N s)" is printed
   5  any other failure of our API (4xx such as a wrong URL, 5xx, unreachable, timeout, malformed answer)
@@ -86,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", help="preset to ask for (see GET /options)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
-        "--say", metavar="TEXT", help="send TEXT as a user message (Realtime only; the microphone stays silent)"
+        "--say",
+        metavar="TEXT",
+        help="send TEXT as a user message (Realtime with its data channel only; the microphone stays silent)",
     )
     source.add_argument("--wav", type=Path, help="play this audio file as the microphone (any rate, channels)")
     parser.add_argument("--out", type=Path, help="write the assistant's audio here (WAV, 48 kHz mono 16-bit)")
@@ -152,6 +154,12 @@ async def _talk(args: argparse.Namespace, microphone: MicrophoneTrack | None) ->
             "client only speak): use --wav instead of --say"
         )
         return ExitCode.USAGE
+    if not options.data_channel and args.say is not None:
+        _progress(
+            "error: this stack's calls are audio only (no data channel, so no text can be sent): "
+            "use --wav instead of --say"
+        )
+        return ExitCode.USAGE
     setup = CallSetup(
         endpoint.api_url,
         api_key=api_key,
@@ -159,8 +167,10 @@ async def _talk(args: argparse.Namespace, microphone: MicrophoneTrack | None) ->
         preset=args.preset,
         backend=options.backend,
         timeout=args.timeout,
+        data_channel=options.data_channel,
     )
-    _progress(f"setting up a call at {endpoint.calls_url} (backend {options.backend})")
+    audio_only = "" if options.data_channel else ", audio only"
+    _progress(f"setting up a call at {endpoint.calls_url} (backend {options.backend}{audio_only})")
     return await _call(args, RealtimeSession(setup, **_session_kwargs(args, microphone)))
 
 
@@ -223,6 +233,9 @@ async def _call(args: argparse.Namespace, session: RealtimeSession) -> int:
         if session.max_seconds is not None:
             _progress(f"call limit: {session.max_seconds} s")
         tracker.live = session.backend == "live"
+        tracker.events = bool(session.data_channel)
+        if not tracker.events:
+            _progress("no transcripts or events: the call has no data channel")
         await _converse(args, session, tracker)
     except EndpointError as exc:
         return _setup_failure(exc)
@@ -244,12 +257,11 @@ async def _call(args: argparse.Namespace, session: RealtimeSession) -> int:
 
 async def _converse(args: argparse.Namespace, session: RealtimeSession, tracker: TurnTracker) -> None:
     deadline = time.monotonic() + args.seconds
-    first = "session.started" if tracker.live else "session.created"
     try:
-        # The server's first event comes before it accepts ours (GPT-Live starts by itself: no session.start).
+        # Realtime's first event comes before it accepts ours; GPT-Live and audio-only calls are ready once connected.
         await session.wait_ready(timeout=min(READY_TIMEOUT, args.seconds))
     except TimeoutError:
-        _progress(f"no {first} yet; carrying on")
+        _progress("no session.created yet; carrying on")
     if args.say is not None:
         session.send_text(args.say)
         _progress("sent text")
@@ -264,8 +276,7 @@ async def _converse(args: argparse.Namespace, session: RealtimeSession, tracker:
             audio_announced = True
         # With no input at all there is nothing to answer: run until --seconds.
         tracker.input_finished = has_input and session.microphone.finished.is_set()
-        # GPT-Live's transcript can run ahead of its audio, so there the audio must have started to end.
-        heard = recorder.audible or not tracker.live
+        heard = recorder.audible or not tracker.needs_audio
         if tracker.done and heard and recorder.quiet_for() >= tracker.quiet_seconds:
             return
         if session.ended.is_set() or not session.connected:

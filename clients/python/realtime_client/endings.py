@@ -1,7 +1,9 @@
 """Why a call ended, in the words of GPT-Live's `session.closed.reason`, and in plain words for people.
 
-Realtime sends no terminal event: the peer connection just closes. Its reason is inferred from how (closed
-cleanly or failed) and when (at the call's limit or before it).
+A client of this stack is told no reason: Realtime has no terminal event, GPT-Live's `session.closed` is kept from
+the client (it carries the owner's instructions), and an audio-only call has no events at all. The peer connection
+just closes, and the reason is inferred from how (closed cleanly or failed) and when (at the call's limit or
+before it); a hangup of the client's own is `close_requested`.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def live_reason(reason: str, *, elapsed: float, max_seconds: int | None) -> str:
 
 
 def infer_reason(*, connection_state: str, elapsed: float, max_seconds: int | None) -> str:
-    """The `session.closed.reason` Realtime would have sent, for a peer connection the server ended.
+    """The `session.closed.reason` the server would have given, for a peer connection it (or the network) ended.
 
     `elapsed` runs from the moment the call was set up, on the client's monotonic clock, so a skewed wall
     clock cannot turn a limit into a hangup.

@@ -17,10 +17,15 @@ DEFAULT_TIMEOUT = 10.0
 
 @dataclass(frozen=True)
 class Options:
-    """What a client may choose and what it will get. `document` is the whole answer, for fields added later."""
+    """What a client may choose and what it will get. `document` is the whole answer, for fields added later.
+
+    `data_channel`: whether a call's offer may carry the `oai-events` channel (server events: transcripts, usage,
+    the Realtime text path). When False, `POST /calls` takes only an offer of exactly one audio section.
+    """
 
     backend: str = "realtime"
     max_call_seconds: int | None = None
+    data_channel: bool = True
     token_route: bool | None = None
     model: str | None = None
     default_voice: str | None = None
@@ -62,9 +67,14 @@ def parse_options(response: httpx.Response) -> Options:
     if backend not in BACKENDS:
         raise InvalidResponse(200, "invalid_response", f"unknown backend {backend!r} in the options answer")
     token_route = data.get("token_route")
+    # A stack from before the field let every offer carry the channel.
+    data_channel = data.get("data_channel", True)
+    if not isinstance(data_channel, bool):
+        raise InvalidResponse(200, "invalid_response", f"data_channel is not a boolean: {data_channel!r}")
     return Options(
         backend=backend,
         max_call_seconds=int_or_none(data.get("max_call_seconds")),
+        data_channel=data_channel,
         token_route=token_route if isinstance(token_route, bool) else None,
         model=str_or_none(data.get("model")),
         default_voice=str_or_none(data.get("default_voice")),

@@ -1,9 +1,11 @@
 """One WebRTC voice call (aiortc), set up by our API (`/calls`, the default) or with an ephemeral token.
 
-The browser's steps: the `oai-events` data channel before the offer, the offer to whoever answers it, then the
-answer. Our API's path adds the call's limit (`ends_at`, `max_seconds`) and a hangup that credits unused time.
-Both backends (OpenAI Realtime and GPT-Live) speak on the same channel; they differ in their first event
-(`session.created` / `session.started`) and in how a call ends (a closed connection / `session.closed`).
+The browser's steps: the `oai-events` data channel before the offer (where the stack allows one: `GET /options`
+`data_channel`), the offer to whoever answers it, then the answer. Our API's path adds the call's limit
+(`ends_at`, `max_seconds`) and a hangup that credits unused time. Without the channel a call is audio only: no
+server events, and the call is up when the connection is. With it, Realtime says `session.created` first; GPT-Live
+says nothing of its start or end to a client (both events carry the owner's instructions), so the channel opening
+is its start. The end of a call is told by the connection closing, its reason inferred from how and when.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from realtime_client.calls import Call, CallSetup, HangupResult, create_call, ha
 from realtime_client.client_events import response_create, user_text_message
 from realtime_client.endings import CLOSE_REQUESTED, infer_reason, live_reason
 from realtime_client.errors import ConnectionFailed, EndpointError, SessionError
+from realtime_client.options import fetch_options_async
 from realtime_client.token import Token
 from realtime_client.token_call import post_offer_with_token
 
 EVENTS_CHANNEL = "oai-events"
-# The first server event, after which client events are welcome: Realtime's and GPT-Live's.
-READY_EVENTS = ("session.created", "session.started")
+# Realtime's first server event, after which client events are welcome. GPT-Live's own (`session.started`) never
+# reaches a client of this stack.
+READY_EVENT = "session.created"
 EventCallback = Callable[[dict[str, Any]], None]
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,8 @@ class RealtimeSession:
         self.call: Call | None = None
         self.call_id: str | None = None
         self.backend: str | None = "realtime" if isinstance(self.setup, Token) else self.setup.backend
+        # Whether the call carries `oai-events`: always on the token path; on our API's, as `GET /options` says.
+        self.data_channel: bool | None = True if isinstance(self.setup, Token) else self.setup.data_channel
         self.session_created: dict[str, Any] | None = None
         self.end_reason: str | None = None
         self.hangup: HangupResult | None = None
@@ -103,10 +109,11 @@ class RealtimeSession:
         self._callbacks.append(callback)
 
     async def connect(self) -> None:
-        """Offer, post, answer, and wait until media flows and `oai-events` is open.
+        """Offer, post, answer, and wait until media flows and `oai-events` (if the call has it) is open.
 
-        Raises the `EndpointError`s of our API's answer (server path), `CallRefused` (token path),
-        `ConnectionFailed`; a call the server set up is hung up again when connecting fails.
+        Raises the `EndpointError`s of our API's answers (`GET /options` when the setup does not say whether the
+        stack allows the channel, then `POST /calls`), `CallRefused` (token path), `ConnectionFailed`; a call the
+        server set up is hung up again when connecting fails.
         """
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers))
         self._pc = pc
@@ -131,10 +138,13 @@ class RealtimeSession:
                 self.recorder.start(track)
 
         pc.addTrack(self.microphone)
-        channel = pc.createDataChannel(EVENTS_CHANNEL)
-        self._channel = channel
-        channel.on("open", self._channel_open.set)
-        channel.on("message", self._on_message)
+        if self.data_channel is None:
+            await self._ask_options()
+        if self.data_channel:
+            channel = pc.createDataChannel(EVENTS_CHANNEL)
+            self._channel = channel
+            channel.on("open", self._channel_open.set)
+            channel.on("message", self._on_message)
 
         await pc.setLocalDescription(await pc.createOffer())
         answer_sdp = await self._post_offer(pc.localDescription.sdp)
@@ -147,13 +157,27 @@ class RealtimeSession:
                     raise ConnectionFailed(f"WebRTC connection {pc.connectionState}")
                 state_changed.clear()
                 await state_changed.wait()
-            await self._channel_open.wait()
+            if self._channel is not None:
+                await self._channel_open.wait()
 
         try:
             await asyncio.wait_for(connected(), self._connect_timeout)
         except TimeoutError:
             what = "data channel" if pc.connectionState == "connected" else f"connection ({pc.connectionState})"
             raise ConnectionFailed(f"{what} not up within {self._connect_timeout:g} s") from None
+        if not self._expects_ready_event:
+            self._ready.set()
+
+    async def _ask_options(self) -> None:
+        """Whether the stack lets the offer carry `oai-events`, and its backend, from `GET /options`."""
+        assert isinstance(self.setup, CallSetup)
+        options = await fetch_options_async(self.setup.endpoint, timeout=self.setup.timeout)
+        self.data_channel = options.data_channel
+        self.backend = self.backend or options.backend
+
+    @property
+    def _expects_ready_event(self) -> bool:
+        return self._channel is not None and self.backend != "live"
 
     async def _post_offer(self, sdp: str) -> str:
         if isinstance(self.setup, Token):
@@ -161,7 +185,7 @@ class RealtimeSession:
             return answer
         call = await create_call(self.setup, sdp)
         self.call, self.call_id = call, call.call_id
-        self.backend = self.setup.backend or call.backend
+        self.backend = self.backend or call.backend
         return call.sdp
 
     def _on_message(self, message: str | bytes) -> None:
@@ -173,7 +197,7 @@ class RealtimeSession:
         if not isinstance(event, dict):
             return
         kind = event.get("type")
-        if kind in READY_EVENTS and self.session_created is None:
+        if kind == READY_EVENT and self.session_created is None:
             self.session_created = event
             self._ready.set()
         usage = event.get("usage")
@@ -182,7 +206,7 @@ class RealtimeSession:
             if isinstance(seconds, int | float) and not isinstance(seconds, bool):
                 self.usage_seconds = float(seconds)
         if kind == "session.closed" and isinstance(event.get("reason"), str) and not self._closed:
-            # GPT-Live says why before the connection goes; that beats any inference from the connection.
+            # Only a stack from before GPT-Live's allow-list left it out sends this; its reason beats inference.
             self.end_reason = live_reason(event["reason"], elapsed=self._elapsed(), max_seconds=self.max_seconds)
         self._queue.put_nowait(event)
         for callback in list(self._callbacks):
@@ -226,13 +250,13 @@ class RealtimeSession:
                 return
             yield event
 
-    async def wait_ready(self, timeout: float | None = None) -> dict[str, Any]:
-        """The first server event (`session.created` on Realtime, `session.started` on GPT-Live).
+    async def wait_ready(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """Until the call can be talked to: Realtime's `session.created` (returned) on a call with `oai-events`;
+        on GPT-Live, or a call without the channel, no event says so, and `connect()` returning is enough (None).
 
         Unlike `wait_for`, this also returns if the event arrived while `connect()` was still finishing.
         """
         await asyncio.wait_for(self._ready.wait(), timeout)
-        assert self.session_created is not None
         return self.session_created
 
     async def wait_for(self, event_type: str, timeout: float | None = None) -> dict[str, Any]:
@@ -250,6 +274,9 @@ class RealtimeSession:
 
     def send(self, event: dict[str, Any]) -> None:
         """Send one client event on `oai-events`."""
+        if self.data_channel is False:
+            raise SessionError(f"this call has no {EVENTS_CHANNEL} channel: the stack allows audio-only calls "
+                               "(GET /options: data_channel is false)")
         if self._closed or self._channel is None or not self._channel_open.is_set():
             raise SessionError(f"{EVENTS_CHANNEL} is not open")
         self._channel.send(json.dumps(event))
@@ -257,7 +284,8 @@ class RealtimeSession:
     def send_text(self, text: str, *, respond: bool = True) -> None:
         """Add a user text message to the conversation and (by default) ask for a spoken response to it.
 
-        Realtime only: a GPT-Live call's allow-list lets the client send only what talking needs, not text.
+        Realtime with `oai-events` only: a GPT-Live call's allow-list lets the client send only what talking needs,
+        not text, and an audio-only call has no channel to send it on.
         """
         if self.backend == "live":
             raise SessionError("the live backend does not accept text from the client: speak instead")

@@ -7,8 +7,10 @@ from typing import Any
 
 # After the server says the answer is over, wait this long for the last audio in flight before hanging up.
 REALTIME_QUIET_SECONDS = 0.4
-# GPT-Live says nothing when an answer ends; only a longer silence after it tells.
+# GPT-Live says nothing when an answer ends, and an audio-only call says nothing at all; only a longer silence
+# after the answer tells.
 LIVE_QUIET_SECONDS = 1.5
+AUDIO_ONLY_QUIET_SECONDS = LIVE_QUIET_SECONDS
 
 
 @dataclass
@@ -22,10 +24,14 @@ class TurnTracker:
 
     GPT-Live has no response events: the answer is over once the assistant has said something and its audio
     has been quiet for `quiet_seconds`.
+
+    A call without `oai-events` (`events=False`) has no events at all: only the audio can tell, so the caller
+    must also have heard the assistant (`needs_audio`) before its quiet counts.
     """
 
     input_finished: bool = False
     live: bool = False
+    events: bool = True
     responses_done: int = 0
     assistant_spoke: bool = False
     _running: set[str] = field(default_factory=set)
@@ -52,12 +58,22 @@ class TurnTracker:
 
     @property
     def quiet_seconds(self) -> float:
+        if not self.events:
+            return AUDIO_ONLY_QUIET_SECONDS
         return LIVE_QUIET_SECONDS if self.live else REALTIME_QUIET_SECONDS
+
+    @property
+    def needs_audio(self) -> bool:
+        """Whether the answer's end must be read from received audio: GPT-Live's transcript can run ahead of its
+        audio, and without events the audio is all there is."""
+        return self.live or not self.events
 
     @property
     def done(self) -> bool:
         if not self.input_finished:
             return False
+        if not self.events:
+            return True  # nothing more to learn from events: the audio decides
         if self.live:
             return self.assistant_spoke
         return self.responses_done > 0 and not self._running and not self._playing and not self._user_turn_open

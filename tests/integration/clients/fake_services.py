@@ -5,7 +5,7 @@ Where a call must connect, the fake does what the function does: it hands the cl
 stand-in over HTTP (Realtime: multipart with the standard key; GPT-Live: `POST /v1/live/sessions`) and answers
 with the stand-in's SDP. The token path mints a real `ek_` at the stand-in.
 
-Each behaviour is its own API base URL, `/{backend}/{behaviour}`, which keeps the tests free of shared state:
+Each behaviour is its own API base URL, `/{stack}/{behaviour}`, which keeps the tests free of shared state:
 
     ok           everything works; calls have a 300 s limit
     leash-N      calls have an N s limit, and the fake hangs them up at the stand-in when it is reached
@@ -17,7 +17,11 @@ Each behaviour is its own API base URL, `/{backend}/{behaviour}`, which keeps th
     expired      /token gives a token that the stand-in no longer accepts
     insecure     /token gives a realtime_url that is plain http to a non-local host
 
-`backend` is `realtime` or `live` (what `/options` says and where `/calls` goes); `/token` is 404 on `live`.
+`stack` is a deployment of the product: `realtime` (VoiceBackend=realtime with its default, audio-only calls),
+`realtime-dc` (the same with RealtimeDataChannel=true) or `live` (GPT-Live, the product's default). It decides what
+`/options` says (`backend`, `data_channel`) and where `/calls` goes. As the function does, `/calls` answers an offer
+that is not exactly one active audio section with `400 invalid_request` naming `sdp` where the stack allows no data
+channel, and `/token` is 404 on `live`.
 A token's `realtime_url` is the fake's `.../openai/realtime/calls`, which records the SDP post and passes it on to
 the stand-in unchanged, so tests can see exactly what the client sends OpenAI.
 The fake runs its own event loop in a thread, so synchronous clients, `asyncio.run` inside the CLI and async
@@ -69,16 +73,19 @@ DEFAULT_MAX_SECONDS = 300
 SESSION = {"model": "gpt-realtime", "voice": "marin", "preset": "default"}
 LIVE_MODEL = "gpt-live-1.1"
 INSTRUCTIONS = "You are a helpful voice assistant."
-# What the function lets a browser do on GPT-Live: speak, and see what the page renders.
+# What the function lets a browser do on GPT-Live: speak, and see what the page renders. Never session.started or
+# session.closed: both carry the session resource, the owner's instructions included.
 LIVE_CLIENT_EVENTS: list[str] = []
 LIVE_SERVER_EVENTS = [
-    "session.started",
-    "session.closed",
-    "session.usage.updated",
     "session.input_transcript.delta",
     "session.output_transcript.delta",
+    "session.usage.updated",
     "error",
 ]
+# stack -> (backend, data_channel), as GET /options says them.
+STACKS: dict[str, tuple[str, bool]] = {"realtime": ("realtime", False), "realtime-dc": ("realtime", True),
+                                       "live": ("live", True)}
+AUDIO_ONLY = "sdp: the offer must have exactly one audio section and nothing else (no data channel)"
 
 
 @dataclass
@@ -115,9 +122,10 @@ class FakeServices:
     _thread: threading.Thread | None = None
     _openai: httpx.AsyncClient | None = None
 
-    def url(self, behaviour: str = "ok", route: str = "", *, backend: str = "realtime") -> str:
-        """The API base URL for a behaviour, or one of its route URLs."""
-        base = f"{self.base_url}/{backend}/{behaviour}"
+    def url(self, behaviour: str = "ok", route: str = "", *, stack: str = "realtime") -> str:
+        """The API base URL for a behaviour on a stack, or one of its route URLs."""
+        assert stack in STACKS, stack
+        base = f"{self.base_url}/{stack}/{behaviour}"
         return f"{base}/{route}" if route else base
 
     def last(self, suffix: str) -> RecordedRequest:
@@ -158,11 +166,12 @@ class FakeServices:
             timeout=15,
         )
         app = web.Application()
-        app.router.add_get("/{backend:realtime|live}/{behaviour}/options", self._options)
-        app.router.add_post("/{backend:realtime|live}/{behaviour}/calls", self._create_call)
-        app.router.add_post("/{backend:realtime|live}/{behaviour}/calls/{call_id}/hangup", self._hang_up)
-        app.router.add_post("/{backend:realtime|live}/{behaviour}/token", self._token)
-        app.router.add_post("/{backend:realtime|live}/{behaviour}/openai/realtime/calls", self._proxy_token_call)
+        stack = "{stack:" + "|".join(STACKS) + "}"
+        app.router.add_get(f"/{stack}/{{behaviour}}/options", self._options)
+        app.router.add_post(f"/{stack}/{{behaviour}}/calls", self._create_call)
+        app.router.add_post(f"/{stack}/{{behaviour}}/calls/{{call_id}}/hangup", self._hang_up)
+        app.router.add_post(f"/{stack}/{{behaviour}}/token", self._token)
+        app.router.add_post(f"/{stack}/{{behaviour}}/openai/realtime/calls", self._proxy_token_call)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -188,7 +197,7 @@ class FakeServices:
 
     async def _options(self, request: web.Request) -> web.Response:
         await self._record(request)
-        backend, behaviour = request.match_info["backend"], request.match_info["behaviour"]
+        (backend, data_channel), behaviour = STACKS[request.match_info["stack"]], request.match_info["behaviour"]
         return web.json_response(
             {
                 "model": LIVE_MODEL if backend == "live" else SESSION["model"],
@@ -198,17 +207,20 @@ class FakeServices:
                 "default_preset": "default",
                 "backend": backend,
                 "max_call_seconds": _max_seconds(behaviour),
+                "data_channel": data_channel,
                 "token_route": backend == "realtime",
             }
         )
 
     async def _create_call(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
-        backend, behaviour = request.match_info["backend"], request.match_info["behaviour"]
+        (backend, data_channel), behaviour = STACKS[request.match_info["stack"]], request.match_info["behaviour"]
         failure = await _failure(behaviour)
         if failure is not None:
             return failure
         offer = json.loads(body)
+        if not data_channel and not _audio_only(offer["sdp"]):
+            return _error(400, "invalid_request", AUDIO_ONLY)
         voice = offer.get("voice") or SESSION["voice"]
         if backend == "live":
             call_id, answer = await self._live_session(offer["sdp"], voice)
@@ -254,7 +266,7 @@ class FakeServices:
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
-        backend, behaviour = request.match_info["backend"], request.match_info["behaviour"]
+        (backend, _), behaviour = STACKS[request.match_info["stack"]], request.match_info["behaviour"]
         if backend == "live":
             return _error(404, "not_found", "Not found.")
         failure = await _failure(behaviour)
@@ -272,7 +284,7 @@ class FakeServices:
             {
                 "token": secret["value"],
                 "expires_at": secret["expires_at"],
-                "realtime_url": f"{self.url(behaviour)}/openai/realtime/calls",
+                "realtime_url": f"{self.url(behaviour, stack=request.match_info['stack'])}/openai/realtime/calls",
                 "session": SESSION,
             },
             headers=RATE_LIMIT_HEADERS,
@@ -343,6 +355,17 @@ def _realtime_session(voice: str) -> dict[str, Any]:
             "output": {"voice": voice},
         },
     }
+
+
+def media_sections(sdp: str) -> list[str]:
+    """The kinds of an SDP's media sections, in order: ["audio"], or ["audio", "application"] with a data channel."""
+    return [line[2:].split(" ", 1)[0] for line in sdp.splitlines() if line.startswith("m=")]
+
+
+def _audio_only(sdp: str) -> bool:
+    """Exactly one media section, an active (non-zero port) `m=audio`: what a stack without the channel takes."""
+    media = [line.split() for line in sdp.splitlines() if line.startswith("m=")]
+    return len(media) == 1 and media[0][0] == "m=audio" and media[0][1] != "0"
 
 
 def _max_seconds(behaviour: str) -> int:

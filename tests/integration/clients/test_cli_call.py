@@ -1,5 +1,6 @@
 """`talk` through whole calls against the real stand-in behind a fake of our API: transcripts, events, the WAV
-written, the call's limit, both backends, and the exit codes 0/2/6/7."""
+written, the call's limit, each kind of stack (Realtime audio only, Realtime with its channel, GPT-Live), and the
+exit codes 0/2/6/7."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from local.openai_standin.server import StandIn
 from realtime_client.cli import API_KEY_ENV, ExitCode, main
 from tests.audio_files import wav_stats, write_tone
-from tests.integration.clients.fake_services import FakeServices
+from tests.integration.clients.fake_services import STACKS, FakeServices, media_sections
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +46,9 @@ def test_wav_as_microphone_prints_transcripts_limit_and_writes_the_reply(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     out = tmp_path / "reply.wav"
+    url = services.url(stack="realtime-dc")
 
-    code = main(["--endpoint", services.url(), "--wav", str(speech_wav), "--out", str(out), "--seconds", "15"])
+    code = main(["--endpoint", url, "--wav", str(speech_wav), "--out", str(out), "--seconds", "15"])
 
     stdout, stderr = capsys.readouterr()
     assert code == ExitCode.OK, stderr
@@ -54,7 +56,7 @@ def test_wav_as_microphone_prints_transcripts_limit_and_writes_the_reply(
     assert you.startswith("you: ")
     assert re.fullmatch(r"assistant: You said something for 1\.\d seconds; here it is played back\.", assistant)
     lines = stderr.splitlines()
-    assert lines[0] == f"talk: setting up a call at {services.url('ok', 'calls')} (backend realtime)"
+    assert lines[0] == f"talk: setting up a call at {url}/calls (backend realtime)"
     assert re.fullmatch(r"talk: connected \(call rtc_\w+\)", lines[1])
     assert lines[2] == "talk: call limit: 300 s"
     assert lines[3].startswith(f"talk: playing {speech_wav}")
@@ -73,7 +75,9 @@ def test_say_with_events_prints_json_lines_only(
 ) -> None:
     out = tmp_path / "reply.wav"
 
-    code = main(["--endpoint", services.url(), "--say", "hello there", "--out", str(out), "--events"])
+    url = services.url(stack="realtime-dc")
+
+    code = main(["--endpoint", url, "--say", "hello there", "--out", str(out), "--events"])
 
     stdout, stderr = capsys.readouterr()
     assert code == ExitCode.OK, stderr
@@ -87,7 +91,7 @@ def test_say_with_events_prints_json_lines_only(
 
 
 def test_say_prints_the_assembled_assistant_line(services: FakeServices, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--endpoint", services.url("ok", "calls"), "--say", "good morning"])
+    code = main(["--endpoint", services.url("ok", "calls", stack="realtime-dc"), "--say", "good morning"])
 
     stdout, stderr = capsys.readouterr()
     assert code == ExitCode.OK, stderr
@@ -98,12 +102,13 @@ def test_say_prints_the_assembled_assistant_line(services: FakeServices, capsys:
 def test_live_backend_talks_with_its_own_events(
     services: FakeServices, speech_wav: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["--endpoint", services.url(backend="live"), "--wav", str(speech_wav), "--seconds", "15"])
+    code = main(["--endpoint", services.url(stack="live"), "--wav", str(speech_wav), "--seconds", "15"])
 
     stdout, stderr = capsys.readouterr()
     assert code == ExitCode.OK, stderr
     assert "(backend live)" in stderr and "talk: call limit: 300 s" in stderr
-    assert "no session.started yet" not in stderr
+    assert "yet; carrying on" not in stderr  # ready when the channel opened: no first event is waited for
+    assert "s elapsed" not in stderr  # hung up once the answer was over, not at --seconds
     you, assistant = stdout.splitlines()
     assert re.fullmatch(r"you: \(local stand-in heard 1\.\d s of speech\)", you)
     assert re.fullmatch(r"assistant: You said something for 1\.\d seconds; here it is played back\.", assistant)
@@ -113,7 +118,7 @@ def test_live_backend_talks_with_its_own_events(
 
 
 def test_live_backend_refuses_say_before_any_call(services: FakeServices, capsys: pytest.CaptureFixture[str]) -> None:
-    url = services.url("fail-500", backend="live")  # a call would fail: proof that none is attempted
+    url = services.url("fail-500", stack="live")  # a call would fail: proof that none is attempted
 
     code = main(["--endpoint", url, "--say", "hello"])
 
@@ -125,18 +130,57 @@ def test_live_backend_refuses_say_before_any_call(services: FakeServices, capsys
     assert all(not r.path.startswith("/live/fail-500/calls") for r in services.requests)
 
 
-@pytest.mark.parametrize("backend", ["realtime", "live"])
-def test_the_leash_ending_an_answered_call_is_success(
-    services: FakeServices, long_wav: Path, capsys: pytest.CaptureFixture[str], backend: str
+def test_an_audio_only_stack_refuses_say_before_any_call(
+    services: FakeServices, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["--endpoint", services.url("leash-4", backend=backend), "--wav", str(long_wav), "--seconds", "20"])
+    code = main(["--endpoint", services.url("fail-500"), "--say", "hello"])
+
+    _, stderr = capsys.readouterr()
+    assert code == ExitCode.USAGE
+    assert "this stack's calls are audio only (no data channel, so no text can be sent)" in stderr
+    assert "use --wav instead of --say" in stderr
+    assert all(not r.path.startswith("/realtime/fail-500/calls") for r in services.requests)
+
+
+def test_an_audio_only_call_is_answered_recorded_and_hung_up_after_the_answer(
+    services: FakeServices, standin: StandIn, speech_wav: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "reply.wav"
+
+    code = main(["--endpoint", services.url(), "--wav", str(speech_wav), "--out", str(out), "--seconds", "15"])
+
+    stdout, stderr = capsys.readouterr()
+    assert code == ExitCode.OK, stderr
+    assert stdout == ""  # no channel, no transcripts
+    lines = stderr.splitlines()
+    assert lines[0] == f"talk: setting up a call at {services.url('ok', 'calls')} (backend realtime, audio only)"
+    assert lines[3] == "talk: no transcripts or events: the call has no data channel"
+    assert "talk: receiving audio" in lines
+    # Over when the answer's audio went quiet, not at --seconds: the audio alone told.
+    assert "s elapsed" not in stderr and "the call ended" not in stderr
+    assert re.search(r"talk: hung up; 29\d s of the call limit given back", stderr)
+    assert media_sections(services.last("/calls").json()["sdp"]) == ["audio"]
+    call_id = services.last("/hangup").path.split("/")[-2]
+    assert standin.calls.get(call_id) is not None and standin.calls.get(call_id).server_event_types == []
+    stats = wav_stats(out)
+    assert stats.seconds >= 0.8 and stats.rms > 1000
+    assert_no_secret_leaked(standin, services, stdout, stderr)
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
+def test_the_leash_ending_an_answered_call_is_success(
+    services: FakeServices, long_wav: Path, capsys: pytest.CaptureFixture[str], stack: str
+) -> None:
+    code = main(["--endpoint", services.url("leash-4", stack=stack), "--wav", str(long_wav), "--seconds", "20"])
 
     stdout, stderr = capsys.readouterr()
     assert code == ExitCode.OK, stderr
     assert "talk: call limit: 4 s" in stderr
     assert "talk: receiving audio" in stderr
+    # No event says so on any of them (GPT-Live's session.closed is not let through): the limit and the close do.
     assert "talk: the call ended: the time limit was reached" in stderr
-    assert "assistant: You said something" in stdout
+    if STACKS[stack][1]:
+        assert "assistant: You said something" in stdout
 
 
 def test_the_leash_ending_a_call_before_any_answer_is_no_audio(
@@ -176,7 +220,7 @@ def test_expired_token_exits_6(services: FakeServices, capsys: pytest.CaptureFix
 
 
 def test_a_call_that_never_connects_exits_7(services: FakeServices, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--endpoint", services.url("dead"), "--say", "hi"])
+    code = main(["--endpoint", services.url("dead"), "--seconds", "5"])
 
     _, stderr = capsys.readouterr()
     assert code == ExitCode.NO_CONNECTION == 7

@@ -47,11 +47,12 @@ def _no_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_setup_failures(
     services: FakeServices, capsys: pytest.CaptureFixture[str], behaviour: str, exit_code: int, expected: str
 ) -> None:
-    assert main(["--endpoint", services.url(behaviour), "--say", "hi"]) == exit_code
+    url = services.url(behaviour, stack="realtime-dc")  # a stack with the channel: --say is allowed there
+    assert main(["--endpoint", url, "--say", "hi"]) == exit_code
 
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith(f"talk: setting up a call at {services.url(behaviour, 'calls')} (backend realtime)\n")
+    assert err.startswith(f"talk: setting up a call at {url}/calls (backend realtime)\n")
     assert expected in err
 
 
@@ -89,7 +90,7 @@ def test_a_wrong_url_says_which_url_was_tried_and_what_was_expected(
 def test_a_stack_without_the_token_route_says_how_to_do_without(
     services: FakeServices, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = services.url("ok", "token", backend="live")
+    url = services.url("ok", "token", stack="live")
 
     assert main(["--endpoint", url, "--say", "hi"]) == ExitCode.SETUP_FAILED
 
@@ -105,7 +106,8 @@ def test_unreachable_endpoint(refused_url: str, capsys: pytest.CaptureFixture[st
 
 
 def test_setup_timeout(services: FakeServices, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--endpoint", services.url("slow"), "--say", "hi", "--timeout", "0.3"]) == ExitCode.SETUP_FAILED
+    url = services.url("slow", stack="realtime-dc")
+    assert main(["--endpoint", url, "--say", "hi", "--timeout", "0.3"]) == ExitCode.SETUP_FAILED
 
     assert "the API is unreachable (timeout): no answer within 0.3 s" in capsys.readouterr().err
 
@@ -174,7 +176,7 @@ def test_console_script_reports_rate_limit(services: FakeServices) -> None:
     env = {**os.environ, API_KEY_ENV: "key-from-env"}
 
     result = subprocess.run(
-        [str(talk), "--endpoint", services.url("fail-429"), "--say", "hi"],
+        [str(talk), "--endpoint", services.url("fail-429", stack="realtime-dc"), "--say", "hi"],
         capture_output=True,
         text=True,
         env=env,

@@ -152,7 +152,7 @@ def test_the_api_url_or_any_route_url_reaches_token(services: FakeServices, flav
 
 @both
 def test_token_route_switched_off_is_a_404_that_says_what_was_expected(services: FakeServices, flavor: str) -> None:
-    url = services.url("ok", "token", backend="live")
+    url = services.url("ok", "token", stack="live")
 
     with pytest.raises(EndpointNotFound) as caught:
         fetch(flavor, url)

@@ -193,10 +193,28 @@ def test_options_name_the_backend() -> None:
     assert options.document["voices"] == ["marin"]
 
 
-def test_options_of_an_older_stack_mean_realtime() -> None:
+@pytest.mark.parametrize(("backend", "data_channel"), [("realtime", False), ("realtime", True), ("live", True)])
+def test_options_say_whether_an_offer_may_carry_the_data_channel(backend: str, data_channel: bool) -> None:
+    document = {"backend": backend, "data_channel": data_channel}
+
+    options = parse_options(answer(200, document, url="http://x/options", method="GET"))
+
+    assert (options.backend, options.data_channel) == (backend, data_channel)
+
+
+def test_options_of_an_older_stack_mean_realtime_with_its_channel() -> None:
     options = parse_options(answer(200, {"model": "gpt-realtime"}, url="http://x/options", method="GET"))
 
     assert (options.backend, options.max_call_seconds, options.token_route) == ("realtime", None, None)
+    assert options.data_channel is True  # before the field, every offer could carry it
+
+
+@pytest.mark.parametrize("value", ["false", 0, None])
+def test_options_with_a_data_channel_that_is_not_a_boolean_are_invalid(value: object) -> None:
+    # "false" read as truthy would offer a channel the stack refuses; better to say the answer is wrong.
+    with pytest.raises(InvalidResponse, match="data_channel is not a boolean"):
+        parse_options(answer(200, {"backend": "realtime", "data_channel": value}, url="http://x/options",
+                             method="GET"))
 
 
 def test_options_with_an_unknown_backend_are_invalid() -> None:

@@ -131,3 +131,19 @@ def test_live_turn_is_not_over_before_the_assistant_says_anything() -> None:
     tracker.feed(live("input", "Hello"))
 
     assert not tracker.done
+
+
+def test_an_audio_only_turn_is_left_to_the_audio_once_the_input_is_sent() -> None:
+    tracker = TurnTracker(events=False)
+    assert not tracker.done  # the file is still playing
+
+    tracker.input_finished = True
+    assert tracker.done
+    assert tracker.needs_audio  # nothing but the received audio can say the answer came and went quiet
+    assert tracker.quiet_seconds > TurnTracker().quiet_seconds
+
+
+def test_only_audio_only_and_live_turns_need_the_audio() -> None:
+    assert not TurnTracker().needs_audio  # Realtime's events say when its audio stopped
+    assert TurnTracker(live=True).needs_audio
+    assert TurnTracker(events=False).needs_audio
