@@ -128,11 +128,11 @@ class Stack:
 
     def iam_policies(self) -> None:
         machine = self.ids["LeashStateMachine"]
-        execution = machine.replace(":stateMachine:", ":execution:") + ":*"
         table, bucket = self.arn("LimitsTable"), self.arn("SiteBucket")
         distribution = f"arn:aws:cloudfront::{ACCOUNT_ID}:distribution/{self.ids['SiteDistribution']}"
         expected = {
-            "TokenFunctionRole": {self.key_secret(), self.ids["HashSaltSecret"], table, machine, execution},
+            # No StopExecution: a call's timer is never stopped.
+            "TokenFunctionRole": {self.key_secret(), self.ids["HashSaltSecret"], table, machine},
             "LeashFunctionRole": {self.key_secret(), table, f"{table}/index/ActiveCalls"},
             "LeashStateMachineRole": {self.arn("LeashFunction")},
             "LeashFunctionSweeperRole": {self.arn("LeashFunction")},
@@ -147,8 +147,11 @@ class Stack:
 
     def leash(self) -> None:
         machine = client("stepfunctions").describe_state_machine(stateMachineArn=self.ids["LeashStateMachine"])
-        task = json.loads(machine["definition"])["States"]["HangUp"]["Parameters"]["FunctionName"]
+        parameters = json.loads(machine["definition"])["States"]["HangUp"]["Parameters"]
+        task = parameters["FunctionName"]
         self.check("LeashStateMachine", task == self.arn("LeashFunction"), f"its HangUp invokes {task}")
+        self.check("LeashStateMachine", parameters.get("Payload.$") == "$",
+                   "its HangUp does not pass the timer's whole input (the call's backend) to the leash")
         self.check("LeashStateMachine", machine["roleArn"].endswith("/" + self.ids["LeashStateMachineRole"]),
                    "runs with another role")
         schedule = client("scheduler").get_schedule(Name=self.ids["LeashFunctionSweeper"])
@@ -223,8 +226,11 @@ class Stack:
 
 
 def emitted(metric: dict[str, Any]) -> bool:
-    """Whether some function emits a datapoint with exactly this namespace, name and dimensions."""
+    """Whether some function emits a datapoint with exactly this namespace, name and dimensions, or API Gateway
+    does for an HTTP API (its own metrics, by the API's id)."""
     dimensions = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+    if metric["Namespace"] == "AWS/ApiGateway":
+        return metric["MetricName"] in HTTP_API_METRICS and set(dimensions) == {"ApiId"}
     name, service = metric["MetricName"], dimensions.pop("service", None)
     if metric["Namespace"] != metric_names.NAMESPACE or service not in metric_names.EMITTED_BY.get(name, ()):
         return False
@@ -233,5 +239,6 @@ def emitted(metric: dict[str, Any]) -> bool:
     return name == metric_names.DENIED and set(dimensions) == {"reason"} and dimensions["reason"] in DENIAL_CODES
 
 
+HTTP_API_METRICS = ("4xx", "5xx", "Count", "Latency", "IntegrationLatency", "DataProcessed")
 SERVICE_ONLY = (metric_names.CALL_SECONDS_RESERVED, metric_names.CALL_SECONDS_CREDITED, metric_names.UPSTREAM_LATENCY)
 DENIAL_CODES = {str(code) for code in Code}

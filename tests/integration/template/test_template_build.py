@@ -123,7 +123,10 @@ def test_built_handler_imports_with_only_its_package_and_the_runtime(x86_build: 
     traced = {k: v for k, v in env.items() if k != "POWERTOOLS_TRACE_DISABLED"} | {"LAMBDA_TASK_ROOT": str(function)}
     # Every route answers from the built package alone (the build drops what the function never imports): AWS is
     # unreachable here, so a metered request ends in 503 after Powertools Parameters and botocore had their say.
-    served = ("from tokenvend import openapi\n"
+    served = ("import json\n"
+              "OFFER = 'v=0\\na=ice-ufrag:u\\na=ice-pwd:p\\na=fingerprint:sha-256 A\\na=setup:actpass\\n'"
+              " + 'm=audio 9 UDP/TLS/RTP/SAVPF 111\\n'\n"
+              "from tokenvend import openapi\n"
               "document = __import__('json').loads(openapi.served(app.settings))\n"
               "print('heavy', sorted(m for m in ('aws_xray_sdk', 'pydantic', 'anyio') if m in sys.modules))\n"
               "print('served', openapi.SHIPPED, sorted(document['paths']))\n"
@@ -137,7 +140,7 @@ def test_built_handler_imports_with_only_its_package_and_the_runtime(x86_build: 
               "    invoked_function_arn = 'arn:aws:lambda:us-east-1:123456789012:function:f'\n"
               "for request in (('GET', '/health', '/health'), ('GET', '/options', '/options'),\n"
               "                ('GET', '/openapi.json', '/openapi.json'), ('POST', '/calls', '/calls', '[1]'),\n"
-              "                ('POST', '/calls', '/calls', '{\"sdp\": \"v=0\\\\nm=audio 9\"}'),\n"
+              "                ('POST', '/calls', '/calls', json.dumps({'sdp': OFFER})),\n"
               "                ('POST', '/calls/rtc_1/hangup', '/calls/{call_id}/hangup', '{}'),\n"
               "                ('GET', '/token', '/token'), ('GET', '/nope', '$default')):\n"
               "    print('answer', request[1], app.lambda_handler(event(*request), Context())['statusCode'])\n")

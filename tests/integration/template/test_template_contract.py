@@ -141,7 +141,8 @@ def test_every_alarm_watches_a_metric_the_functions_emit() -> None:
         assert emitted(metric), metric
     watched = {m["MetricName"] for m in metrics}
     assert watched >= {metric_names.CALL_SECONDS_RESERVED, metric_names.DENIED, metric_names.UPSTREAM_ERRORS,
-                       metric_names.LEASH_FAILURES, metric_names.TOKENS_ISSUED}
+                       metric_names.LEASH_FAILURES, metric_names.TOKENS_ISSUED, metric_names.OFFERS_REJECTED,
+                       metric_names.CLIENT_ERRORS, "4xx"}
     reasons = {d["Value"] for m in metrics for d in m["Dimensions"] if d["Name"] == "reason"}
     assert reasons == set(metric_names.DENIAL_REASONS_ALARMED)
 
@@ -152,7 +153,7 @@ def test_alarms_exist_only_with_an_alert_email_and_notify_it() -> None:
         if r["Type"] == "AWS::CloudWatch::Alarm")
     alarms = [r for r in ALERTS["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     params = {"AlertEmail": "owner@example.com", "EnableTokenRoute": "true"}
-    assert len(alarms) == 5 and all(_resolved(a["Condition"], ALERTS, params) for a in alarms)
+    assert len(alarms) == 8 and all(_resolved(a["Condition"], ALERTS, params) for a in alarms)
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlertTopic"}] for a in alarms)
 
 
