@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 from local.openai_standin.faults import Fault
 from local.openai_standin.server import StandIn
 from tests.integration.offers import make_offer
-from tests.integration.openai_sdk.conftest import sdk_client, sideband
+from tests.integration.openai_sdk.conftest import WEBSOCKET_OPTIONS, sdk_client, sideband
 from tests.openai_shapes import assert_answer
 
 REALTIME_SESSION: dict[str, Any] = {
@@ -119,6 +119,8 @@ def test_without_a_session_the_sdk_posts_raw_sdp_which_is_for_ephemeral_keys(sdk
             browser.realtime.calls.create(sdp=offer, session=REALTIME_SESSION)
         with pytest.raises(openai.AuthenticationError):
             browser.realtime.calls.hangup(record.call_id)  # control takes the standard key only
+        with pytest.raises(openai.AuthenticationError):  # GPT-Live has no ephemeral keys at all
+            browser.live.create(session=LIVE_SESSION, transport={"type": "webrtc", "sdp": offer})
     finally:
         browser.close()
     assert [r.status for r in fresh_standin.requests_to("calls")] == [400, 201, 401]
@@ -192,11 +194,14 @@ def test_a_live_hangup_that_says_yes_but_ends_nothing(sdk: OpenAI, fresh_standin
     (answer,) = fresh_standin.requests_to("live_hangup")
     assert answer.status == 200
 
-    with sideband(sdk, session_id) as connection:
+    with sdk.live.sideband.connect(session_id=session_id, graceful_close=True, max_retries=0,
+                                   websocket_connection_options=WEBSOCKET_OPTIONS) as connection:
         connection.send({"type": "session.close"})
         closed = connection.recv()
     assert isinstance(closed, SessionClosedEvent) and closed.reason == "close_requested"
     assert record.wait_ended(ENDED_WITHIN_SECONDS) and record.end_reason == "sideband_close"
+    (attach,) = fresh_standin.requests_to("live_attach")
+    assert attach.query == {"graceful_close": "true"}  # the SDK's option, taken as it comes
 
 
 def test_a_fault_aimed_at_the_sideband(sdk: OpenAI, fresh_standin: StandIn, offer: str) -> None:
