@@ -18,7 +18,6 @@ from tests.integration.offers import make_offer
 from tokenvend import table
 from tokenvend.errors import ApiError
 
-
 HANGUP_ENDPOINT = {"realtime": "hangup", "live": "live_hangup"}
 # Where a failure keeps a call from being ended: on Live the sideband decides, whatever the hangup answered.
 DECIDING_ENDPOINT = {"realtime": "hangup", "live": "live_attach"}

@@ -8,8 +8,8 @@ from typing import Any
 
 from tokenvend.backends import CreatedCall
 from tokenvend.call_records import CallRecord, CallState
-from tokenvend.errors import ApiError, limiter_unavailable
 from tokenvend.call_timer import TimerUnavailable
+from tokenvend.errors import ApiError, limiter_unavailable
 from tokenvend.limiter import Allowance, Spend
 from tokenvend.openai_client import ClientSecret, Timed, UpstreamFailure
 from tokenvend.settings import LimitSettings

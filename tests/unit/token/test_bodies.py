@@ -19,8 +19,8 @@ import pytest
 from local.apigw import Route, http_api_event
 from local.template_stack import template_function_env
 from tokenvend import bodies, schemas
-from tokenvend.offer_policy import check_offer
 from tokenvend.errors import ApiError
+from tokenvend.offer_policy import check_offer
 from tokenvend.policy import SessionPolicy
 from tokenvend.screening import screen
 from tokenvend.settings import Settings

@@ -34,7 +34,7 @@ def test_end_hangs_up_and_marks_once_but_always_asks_openai() -> None:
 
 def test_a_record_wrongly_marked_ended_is_still_hung_up() -> None:
     """An early hangup whose answer was wrong: the record says ended, the call runs on; the leash ends it."""
-    e, backend, store, _ = ender(record("rtc_a", 1000)._replace(state=CallState.ENDED))
+    e, backend, _, _ = ender(record("rtc_a", 1000)._replace(state=CallState.ENDED))
     assert e.end_by_id("rtc_a", by="leash") == ("hung_up", False)
     assert backend.hung_up == ["rtc_a"]
 

@@ -14,7 +14,8 @@ AUDIO = ("m=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:Q
          "a=ice-pwd:0123456789abcdefghijklmn\r\na=fingerprint:sha-256 AB:CD:EF\r\na=setup:actpass\r\na=mid:0\r\n"
          "a=sendrecv\r\na=rtpmap:111 opus/48000/2\r\na=candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host\r\n")
 CHANNEL = "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=sctp-port:5000\r\n"
-CREDENTIALS = "a=ice-ufrag:Qk7v\r\na=ice-pwd:0123456789abcdefghijklmn\r\na=fingerprint:sha-256 AB\r\na=setup:actpass\r\n"
+CREDENTIALS = ("a=ice-ufrag:Qk7v\r\na=ice-pwd:0123456789abcdefghijklmn\r\na=fingerprint:sha-256 AB\r\n"
+               "a=setup:actpass\r\n")
 VIDEO = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\n"
 
 
