@@ -54,8 +54,9 @@ class Hangup:
 
     def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:
         try:
+            # An empty body labelled JSON, as OpenAI's own SDK sends it.
             timed = self._openai.post(f"{self._calls_path}/{quote(call_id, safe='')}/hangup", api_key,
-                                      headers={"Accept": "*/*"})
+                                      headers={"Accept": "*/*", "Content-Type": "application/json"})
         except UpstreamFailure as failure:
             if failure.kind is FailureKind.NOT_FOUND:
                 return Timed(False, failure.latency_ms)
@@ -150,8 +151,11 @@ class LiveBackend:
 
     def create_call(self, api_key: str, offer_sdp: str, choice: SessionChoice,
                     safety_identifier: str) -> Timed[CreatedCall]:
-        body = {"session": self._policy.live_session(choice), "transport": {"type": "webrtc", "sdp": offer_sdp}}
-        timed = self._openai.post(LIVE_SESSIONS, api_key, safety_identifier, json=body, may_repeat=False)
+        # The caller's hashed id goes in the session, GPT-Live's own field for it (not the Realtime API's header).
+        session = {**self._policy.live_session(choice), "safety_identifier": safety_identifier}
+        body = {"session": session, "transport": {"type": "webrtc", "sdp": offer_sdp}}
+        timed = self._openai.post(LIVE_SESSIONS, api_key, json=body, headers={"Accept": "application/json"},
+                                  may_repeat=False)
         return Timed(_live_session(timed.value), timed.latency_ms)
 
     def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:

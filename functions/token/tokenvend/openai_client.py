@@ -65,7 +65,8 @@ class OpenAIClient:
 
     def create_client_secret(self, api_key: str, body: dict[str, Any], safety_identifier: str) -> Timed[ClientSecret]:
         """`POST /realtime/client_secrets`: an ephemeral `ek_` token bound to the session in `body`."""
-        response = self.post("/realtime/client_secrets", api_key, safety_identifier, json=body)
+        response = self.post("/realtime/client_secrets", api_key, safety_identifier, json=body,
+                             headers={"Accept": "application/json"})
         return Timed(_client_secret(response.value), response.latency_ms)
 
     def post(self, path: str, api_key: str, safety_identifier: str | None = None, *, may_repeat: bool = True,

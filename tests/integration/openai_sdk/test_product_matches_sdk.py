@@ -63,21 +63,12 @@ class Finding:
     why: str
 
 
-_EMPTY_BODY_LABEL = Finding(None, "openai-python labels the empty body of its hangup `Content-Type: "
-                                  "application/json`; the product sends no body and no Content-Type (no meaning is "
-                                  "lost: there is no body)")
-_ACCEPT_ANY = Finding("*/*", "openai-python asks for `Accept: application/json`; the product sends httpx's default "
-                             "`Accept: */*`")
 _SAFETY_HEADER = Finding({"openai-safety-identifier"},
-                         "the product sends `OpenAI-Safety-Identifier`, a header openai-python has no parameter for. "
-                         "OpenAI's Realtime guide documents it on this request; for GPT-Live the SDK's way is the "
-                         "session's `safety_identifier` field, and whether Live honours the header is not known")
+                         "the product sends `OpenAI-Safety-Identifier`, a header openai-python has no parameter for: "
+                         "OpenAI's Realtime guide documents it on this request (on GPT-Live the product uses the "
+                         "session's `safety_identifier` field, the SDK's way)")
 # Every difference between the product's request and the SDK's, by (operation, aspect).
 FINDINGS: dict[tuple[str, str], Finding] = {
-    ("realtime_hangup", "content_type"): _EMPTY_BODY_LABEL,
-    ("live_hangup", "content_type"): _EMPTY_BODY_LABEL,
-    ("client_secrets", "accept"): _ACCEPT_ANY,
-    ("live_create", "accept"): _ACCEPT_ANY,
     ("live_sideband", "accept"): Finding(None, "openai-python's WebSocket upgrade carries its default `Accept: "
                                                "application/json`; the product's hand-written handshake sends none"),
     ("live_sideband", "content_type"): Finding(None, "openai-python's WebSocket upgrade carries its default "
@@ -85,7 +76,6 @@ FINDINGS: dict[tuple[str, str], Finding] = {
                                                      "GET with no body) sends none"),
     ("realtime_create", "headers"): _SAFETY_HEADER,
     ("client_secrets", "headers"): _SAFETY_HEADER,
-    ("live_create", "headers"): _SAFETY_HEADER,
 }
 
 
@@ -147,7 +137,8 @@ def _new_requests(standin: StandIn, endpoint: str, action: Callable[[], Any]) ->
 
 def _capture(standin: StandIn, sdk: OpenAI, product: Product, offer: str) -> dict[str, Pair]:
     """Each operation done once by each client; the first request each sent to the operation's endpoint."""
-    live_session = product.policy.live_session(product.choice)
+    # What the product sends: its policy's session with the caller's hashed id in GPT-Live's own field.
+    live_session = {**product.policy.live_session(product.choice), "safety_identifier": SAFETY_IDENTIFIER}
     transport = {"type": "webrtc", "sdp": offer}
 
     def sdk_realtime_call() -> str:
