@@ -13,6 +13,8 @@ Exit codes: 0 ok, 1 error, 2 usage.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import time
@@ -141,7 +143,10 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             print("issuing paused: no call or token is started until `resume`" if paused else "issuing resumed",
                   file=out)
             if paused and args.hang_up_all:
-                result = _ender(client, args.table, args.secret_id, args.openai_base_url).end_all_active(by="owner")
+                ender = _ender(client, args.table, args.secret_id, args.openai_base_url)
+                # The functions' metrics go to CloudWatch through Lambda's log; here they would only clutter stdout.
+                with contextlib.redirect_stdout(io.StringIO()):
+                    result = ender.end_all_active(by="owner")
                 print(f"running calls ended: {result['due'] - result['failed']} of {result['due']}", file=out)
                 if result["failed"]:
                     print(f"{result['failed']} could not be ended now; their leash still ends them. Run it again "
