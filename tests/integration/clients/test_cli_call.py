@@ -119,6 +119,7 @@ def test_live_backend_talks_with_its_own_events(
 
 def test_live_backend_refuses_say_before_any_call(services: FakeServices, capsys: pytest.CaptureFixture[str]) -> None:
     url = services.url("fail-500", stack="live")  # a call would fail: proof that none is attempted
+    before = len(services.requests)
 
     code = main(["--endpoint", url, "--say", "hello"])
 
@@ -126,20 +127,21 @@ def test_live_backend_refuses_say_before_any_call(services: FakeServices, capsys
     assert code == ExitCode.USAGE == 2
     assert "live backend, which takes no text from a client" in stderr
     assert "use --wav instead of --say" in stderr
-    assert not services.last("/options").path.endswith("/calls")
-    assert all(not r.path.startswith("/live/fail-500/calls") for r in services.requests)
+    assert [r.path for r in services.requests[before:]] == ["/live/fail-500/options"]
 
 
 def test_an_audio_only_stack_refuses_say_before_any_call(
     services: FakeServices, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    before = len(services.requests)
+
     code = main(["--endpoint", services.url("fail-500"), "--say", "hello"])
 
     _, stderr = capsys.readouterr()
     assert code == ExitCode.USAGE
     assert "this stack's calls are audio only (no data channel, so no text can be sent)" in stderr
     assert "use --wav instead of --say" in stderr
-    assert all(not r.path.startswith("/realtime/fail-500/calls") for r in services.requests)
+    assert [r.path for r in services.requests[before:]] == ["/realtime/fail-500/options"]  # no call attempted
 
 
 def test_an_audio_only_call_is_answered_recorded_and_hung_up_after_the_answer(
