@@ -113,12 +113,14 @@ class RealtimeBackend:
         self._openai = openai
         self._policy = policy
         self._hangup = Hangup(openai, REALTIME_CALLS)
+        self._events = policy.data_channel  # an audio-only call has no channel to carry any event
 
     def create_call(self, api_key: str, offer_sdp: str, choice: SessionChoice,
                     safety_identifier: str) -> Timed[CreatedCall]:
         # Always multipart with a session part: the raw-SDP form is for ephemeral tokens only.
+        session = self._policy.realtime_session(choice, events=self._events)
         files = {"sdp": (None, offer_sdp, "application/sdp"),
-                 "session": (None, json.dumps(self._policy.realtime_session(choice)), "application/json")}
+                 "session": (None, json.dumps(session), "application/json")}
         timed = self._openai.post(REALTIME_CALLS, api_key, safety_identifier, files=files,
                                   headers={"Accept": "application/sdp"}, may_repeat=False)
         return Timed(_realtime_call(timed.value), timed.latency_ms)

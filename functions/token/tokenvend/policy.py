@@ -25,6 +25,10 @@ class SessionPolicy:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
+    @property
+    def data_channel(self) -> bool:
+        return self._settings.data_channel
+
     def choose(self, voice: str | None, preset: str | None) -> SessionChoice:
         """The one place a caller's voice and preset are checked: 400 naming the field for anything else."""
         s = self._settings
@@ -41,13 +45,15 @@ class SessionPolicy:
         return {"expires_after": {"anchor": "created_at", "seconds": self._settings.token_ttl_seconds},
                 "session": self.realtime_session(choice)}
 
-    def realtime_session(self, choice: SessionChoice) -> dict[str, Any]:
-        """A GA `RealtimeSessionCreateRequest`: the `session` of a client secret or of a server-side call."""
+    def realtime_session(self, choice: SessionChoice, *, events: bool = True) -> dict[str, Any]:
+        """A GA `RealtimeSessionCreateRequest`: the `session` of a client secret or of a server-side call.
+        `events`: whether anyone receives the session's events (a token's client does; an audio-only call's browser
+        has no channel, so transcripts would be paid for and read by nobody)."""
         s = self._settings
         # Turn detection is null, not absent, when off: absent means OpenAI's default (server VAD).
         # Transcription and noise reduction are off by default and their schemas do not admit null: omit them.
         audio_input: dict[str, Any] = {"turn_detection": {"type": s.turn_detection} if s.turn_detection else None}
-        if s.transcription_model:
+        if s.transcription_model and events:
             audio_input["transcription"] = {"model": s.transcription_model}
         if s.noise_reduction:
             audio_input["noise_reduction"] = {"type": s.noise_reduction}

@@ -45,7 +45,8 @@ def policy(**env: str) -> SessionPolicy:
 
 def test_realtime_posts_the_offer_and_the_session_as_multipart() -> None:
     openai = OpenAI(httpx.Response(201, text=ANSWER, headers={"Location": "/v1/realtime/calls/rtc_abc123"}))
-    created = RealtimeBackend(openai.client(), policy()).create_call("sk-fake", OFFER, CHOICE, "who").value
+    created = RealtimeBackend(openai.client(), policy(VOICE_BACKEND="realtime")).create_call(
+        "sk-fake", OFFER, CHOICE, "who").value
     assert (created.call_id, created.answer_sdp) == ("rtc_abc123", ANSWER)
     (request,) = openai.requests
     assert str(request.url) == "https://openai.test/v1/realtime/calls"
@@ -56,6 +57,17 @@ def test_realtime_posts_the_offer_and_the_session_as_multipart() -> None:
     session = json.loads(body.split('name="session"\r\nContent-Type: application/json\r\n\r\n')[1].split("\r\n--")[0])
     assert session["type"] == "realtime" and session["instructions"] == "Teach."
     assert session["audio"]["output"]["voice"] == "cedar" and "filename" not in body
+    # Audio only (the default on Realtime): no channel carries a transcript, so none is paid for.
+    assert "transcription" not in session["audio"]["input"]
+
+
+def test_a_realtime_call_with_its_channel_allowed_is_transcribed() -> None:
+    openai = OpenAI(httpx.Response(201, text=ANSWER, headers={"Location": "/v1/realtime/calls/rtc_abc123"}))
+    p = policy(VOICE_BACKEND="realtime", REALTIME_DATA_CHANNEL="true")
+    RealtimeBackend(openai.client(), p).create_call("sk-fake", OFFER, CHOICE, "who")
+    body = openai.requests[0].content.decode()
+    session = json.loads(body.split('name="session"\r\nContent-Type: application/json\r\n\r\n')[1].split("\r\n--")[0])
+    assert session["audio"]["input"]["transcription"] == {"model": "gpt-4o-mini-transcribe"}
 
 
 @pytest.mark.parametrize("answer", [
