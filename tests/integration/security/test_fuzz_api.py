@@ -26,11 +26,18 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.failures import FailureGroup
 
 from local.system import LocalSystem
-from tests.integration.security.security_support import env_flag, keep, record_figures, start_system, stop_system
+from tests.integration.security.security_support import (
+    UNTHROTTLED,
+    env_flag,
+    keep,
+    record_figures,
+    start_system,
+    stop_system,
+)
 
 TOTAL = env_flag("SECURITY_FUZZ_REQUESTS", 2000)
 # Room enough that fuzzing is about the API, not the limiter (429 has its own tests).
-PARAMETERS = {"EnableTokenRoute": "true", "AnonymousBurst": "10000", "AnonymousRatePerHour": "36000",
+PARAMETERS = {**UNTHROTTLED, "EnableTokenRoute": "true", "AnonymousBurst": "10000", "AnonymousRatePerHour": "36000",
               "GlobalDailyLimit": "1000000", "DailyCallMinutes": "1000000"}
 ERROR_CODES = {"invalid_request", "payload_too_large", "unsupported_media_type", "not_found", "method_not_allowed",
                "origin_not_allowed", "invalid_api_key", "anonymous_access_disabled", "rate_limited",

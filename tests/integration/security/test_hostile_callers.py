@@ -20,6 +20,7 @@ import pytest
 from local.system import LocalSystem
 from tests.integration.harness import EVIDENCE, TokenApi
 from tests.integration.security.security_support import (
+    UNTHROTTLED,
     Caller,
     issued_by_day,
     now_ms,
@@ -31,7 +32,7 @@ from tests.integration.security.security_support import (
 from tokenvend.api_keys import ApiKeyStore
 
 BURST = 2
-PARAMETERS = {"EnableTokenRoute": "true",
+PARAMETERS = {**UNTHROTTLED, "EnableTokenRoute": "true",
               "AnonymousBurst": str(BURST), "AnonymousRatePerHour": "1", "ApiKeyBurst": str(BURST),
               "ApiKeyRatePerHour": "1", "GlobalDailyLimit": "200"}
 ALLOWED_ORIGIN = "https://page.example"

@@ -21,6 +21,7 @@ import pytest
 from local.system import LocalSystem
 from tests.integration.harness import EVIDENCE
 from tests.integration.security.security_support import (
+    UNTHROTTLED,
     Caller,
     env_flag,
     function_log_records,
@@ -38,7 +39,7 @@ THREADS = 8
 REQUESTS_PER_THREAD = env_flag("SECURITY_LOAD_REQUESTS_PER_THREAD", 250)
 TIME_LIMIT_SECONDS = 45.0  # about 16 s on an idle machine; headroom for a loaded CI host
 ANON_BURST, KEY_BURST, GLOBAL_CAP = 5, 10, 42  # 5 + 4 x 10 = 45 > 42: the global cap binds
-PARAMETERS = {"EnableTokenRoute": "true",
+PARAMETERS = {**UNTHROTTLED, "EnableTokenRoute": "true",
               "AnonymousBurst": str(ANON_BURST), "AnonymousRatePerHour": "1", "ApiKeyBurst": str(KEY_BURST),
               "ApiKeyRatePerHour": "1", "GlobalDailyLimit": str(GLOBAL_CAP)}
 
