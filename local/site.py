@@ -1,16 +1,22 @@
 """The page as CloudFront serves it when deployed: web/ with the security headers of the template's response headers
-policy, and a config.json pointing at the API (the site deployer writes that file when deployed)."""
+policy, each HTML page with the Content-Security-Policy the site deployer writes into it (naming the API's own host),
+and a config.json pointing at the API (the site deployer writes that file when deployed)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import mimetypes
+import sys
+from functools import cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from types import ModuleType
 
 from local.apigw import HttpResponse
+from local.template_stack import load_template
 
-WEB = Path(__file__).resolve().parent.parent / "web"
+ROOT = Path(__file__).resolve().parent.parent
+WEB = ROOT / "web"
 
 
 def config_json(api_url: str) -> bytes:
@@ -18,19 +24,32 @@ def config_json(api_url: str) -> bytes:
                        "tokenUrl": f"{api_url}/token"}).encode()
 
 
-def content_security_policy(api_url: str) -> str:
-    """The same policy CloudFront's response headers policy sets when deployed. The page talks to our API only:
-    it never fetches from OpenAI (WebRTC media is not governed by connect-src)."""
-    connect = " ".join(dict.fromkeys(["'self'", _origin(api_url)]))
-    return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
-            f"connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+def content_security_policy() -> str:
+    """The header policy, as the template's response headers policy has it."""
+    config = load_template()["Resources"]["SiteSecurityHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]
+    return " ".join(config["SecurityHeadersConfig"]["ContentSecurityPolicy"]["ContentSecurityPolicy"].split())
+
+
+@cache
+def _deployer() -> ModuleType:
+    """The site deployer's own module: the page gets its policy from the same code when deployed and here."""
+    spec = importlib.util.spec_from_file_location("site_deployer", ROOT / "functions" / "site_deployer" / "deployer.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def page_policy(api_url: str) -> str:
+    return str(_deployer().page_policy(api_url))
 
 
 def is_page(path: str) -> bool:
     return path == "/config.json" or _file(path) is not None
 
 
-def page_response(path: str, *, csp: str, config: bytes) -> HttpResponse:
+def page_response(path: str, *, csp: str, config: bytes, api_url: str) -> HttpResponse:
     headers = [("content-security-policy", csp), ("x-content-type-options", "nosniff"),
                ("referrer-policy", "no-referrer"), ("permissions-policy", "microphone=(self)")]
     if path == "/config.json":  # generated, never read from disk
@@ -40,8 +59,11 @@ def page_response(path: str, *, csp: str, config: bytes) -> HttpResponse:
     if file is None:
         return HttpResponse(404, [("content-type", "text/plain"), *headers], b"not found")
     kind = "text/javascript" if file.suffix in (".js", ".mjs") else mimetypes.guess_type(file.name)[0]
+    body = file.read_bytes()
+    if file.suffix in (".html", ".htm"):
+        body = _deployer().with_page_policy(body, api_url)
     return HttpResponse(200, [("content-type", kind or "application/octet-stream"), ("cache-control", "no-cache"),
-                              *headers], file.read_bytes())
+                              *headers], body)
 
 
 def _file(path: str) -> Path | None:
@@ -50,8 +72,3 @@ def _file(path: str) -> Path | None:
     if WEB.resolve() in candidate.parents and candidate.is_file() and not candidate.name.startswith("."):
         return candidate
     return None
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"

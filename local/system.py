@@ -249,7 +249,7 @@ class LocalSystem:
         return site.config_json(self.api_url)
 
     def content_security_policy(self) -> str:
-        return site.content_security_policy(self.api_url)
+        return site.content_security_policy()
 
     # --- wiring ---------------------------------------------------------------------------------------------------
 
@@ -262,7 +262,8 @@ class LocalSystem:
         return self.pools[function.logical_id].invoke(payload, timeout=function.timeout_s)
 
     def _page(self, path: str) -> HttpResponse:
-        return site.page_response(path, csp=self.content_security_policy(), config=self.config_json())
+        return site.page_response(path, csp=self.content_security_policy(), config=self.config_json(),
+                                  api_url=self.api_url)
 
     def _log(self, line: str) -> None:
         if self.request_log:

@@ -1,8 +1,9 @@
 """CloudFormation custom resource that publishes the static page to its S3 bucket.
 
-Create/Update: upload every file of the packaged site (``site/`` next to this module, or ``SITE_DIR``),
-write ``config.json`` from the resource properties, delete objects that are no longer part of the site,
-and invalidate the CloudFront distribution. Delete: empty the bucket (all versions) so the stack can
+Create/Update: upload every file of the packaged site (``site/`` next to this module, or ``SITE_DIR``), each HTML
+page with the page's Content-Security-Policy naming this stack's API (``page_policy``), write ``config.json`` from
+the resource properties, delete objects that are no longer part of the site, and invalidate the CloudFront
+distribution. Delete: empty the bucket (all versions) so the stack can
 delete it.
 
 Whatever happens, CloudFormation gets an answer before the Lambda timeout: a stack waiting for a custom
@@ -15,10 +16,11 @@ import json
 import logging
 import mimetypes
 import os
+import re
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,7 +192,7 @@ def deploy_site(props: Mapping[str, Any], request_id: str) -> Outcome:
     assets = [f for f in files if f.cache_control != NO_CACHE]
     pages = [f for f in files if f.cache_control == NO_CACHE]
     _upload_all(s3, bucket, assets)
-    _upload_all(s3, bucket, pages)
+    _upload_all(s3, bucket, pages, lambda html: with_page_policy(html, config["apiUrl"]))
     s3.put_object(
         Bucket=bucket,
         Key=CONFIG_KEY,
@@ -210,6 +212,31 @@ def deploy_site(props: Mapping[str, Any], request_id: str) -> Outcome:
         physical_id=physical_id_for(bucket),
         data={"FilesUploaded": len(files) + 1, "FilesDeleted": len(stale), "InvalidationId": invalidation_id},
     )
+
+
+def page_policy(api_url: str) -> str:
+    """The page's Content-Security-Policy: its own files, and connections to its own origin and the API's own host
+    only (WebRTC media is not governed by connect-src, and the page never fetches from OpenAI). It goes into each
+    page as a <meta>, because only the deploy knows both hosts: the template's response headers policy cannot name
+    the API (the API's CORS names the distribution, so the distribution naming the API would be a cycle). The header
+    policy carries what a <meta> cannot (frame-ancestors) and no connect-src of its own."""
+    parts = urlsplit(api_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
+            f"connect-src 'self' {origin}; base-uri 'none'; form-action 'none'")
+
+
+# Where the policy goes: first thing in <head>; where a page leaves its <head> (or <html>) implied, right after what
+# precedes it, which HTML's parser puts in the head all the same.
+_OPENERS = [re.compile(rb"<head(\s[^>]*)?>", re.IGNORECASE), re.compile(rb"<html(\s[^>]*)?>", re.IGNORECASE),
+            re.compile(rb"<!doctype[^>]*>", re.IGNORECASE)]
+
+
+def with_page_policy(html: bytes, api_url: str) -> bytes:
+    """The page with its policy before anything it governs."""
+    at = next((match.end() for opener in _OPENERS if (match := opener.search(html))), 0)
+    meta = f'\n  <meta http-equiv="Content-Security-Policy" content="{page_policy(api_url)}">'.encode()
+    return html[:at] + meta + html[at:]
 
 
 def build_config(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -271,12 +298,16 @@ def content_type_for(key: str) -> str:
     return guessed or "application/octet-stream"
 
 
-def _upload_all(s3: Any, bucket: str, files: list[SiteFile]) -> None:
+def _upload_all(s3: Any, bucket: str, files: list[SiteFile],
+                transform: Callable[[bytes], bytes] | None = None) -> None:
     def upload(f: SiteFile) -> None:
+        body = f.path.read_bytes()
+        if transform is not None and f.content_type.startswith("text/html"):
+            body = transform(body)
         s3.put_object(
             Bucket=bucket,
             Key=f.key,
-            Body=f.path.read_bytes(),
+            Body=body,
             ContentType=f.content_type,
             CacheControl=f.cache_control,
         )

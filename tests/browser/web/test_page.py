@@ -68,10 +68,25 @@ class TestCalls:
         self, system: LocalSystem, browser: Browser, open_page: OpenPage, artifacts: Path
     ) -> None:
         voice = open_page(system, browser)
-        # The page runs under the deployed policy, reaching only its own origin and the API.
+        # The page runs under the deployed policies: the header's (scripts and styles its own), and its own <meta>,
+        # written as the site deployer writes it, reaching only its own origin and the API's host.
         assert "script-src 'self'" in voice.csp_header and "style-src 'self'" in voice.csp_header
-        assert origin_of(system.api_url) in voice.csp_header
+        assert "connect-src" not in voice.csp_header
+        policy = voice.page.evaluate(
+            "() => document.head.firstElementChild.matches('meta[http-equiv=\"Content-Security-Policy\"]')"
+            " ? document.head.firstElementChild.content : ''")
+        assert f"connect-src 'self' {origin_of(system.api_url)};" in policy
         assert origin_of(system.page_url) != origin_of(system.api_url)
+        assert system.standin is not None
+        blocked = voice.page.evaluate("(url) => fetch(url).then(() => 'fetched', () => 'blocked')",
+                                      system.standin.base_url + "/realtime/calls")
+        assert blocked == "blocked", "any other host, OpenAI's included, is out of the page's reach"
+        # The policy blocked it (not the network): take that one violation out of those the teardown reports.
+        violations = voice.page.evaluate("""(host) => {
+            const mine = window.__cspViolations.filter((v) => v.includes(host));
+            window.__cspViolations = window.__cspViolations.filter((v) => !v.includes(host));
+            return mine; }""", origin_of(system.standin.base_url))
+        assert violations and all(v.startswith("connect-src blocked") for v in violations), violations
         assert voice.text("#status").startswith("Idle")
         assert "Each call lasts at most 5 minutes." in voice.text("#allowance-policy")
 

@@ -24,6 +24,9 @@ API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com"
 STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/voice/11111111-2222-3333-4444-555555555555"
 
 # name -> (content, expected Content-Type, expected Cache-Control)
+PAGE_POLICY = (b'\n  <meta http-equiv="Content-Security-Policy" content="default-src \'none\'; script-src \'self\'; '
+               b"style-src 'self'; img-src 'self' data:; media-src 'self'; connect-src 'self' "
+               b"https://abc123.execute-api.us-east-1.amazonaws.com; base-uri 'none'; form-action 'none'\">")
 SITE: dict[str, tuple[bytes, str, str]] = {
     "index.html": (b"<!doctype html><title>voice</title>", "text/html; charset=utf-8", "no-cache"),
     "app.js": (b"export const x = 1;\n", "text/javascript; charset=utf-8", "public, max-age=300"),
@@ -244,6 +247,8 @@ def test_create_uploads_every_file_with_type_and_cache_headers(
     assert keys(s3, bucket) == set(SITE) | {"config.json"}
     for name, (content, content_type, cache_control) in SITE.items():
         obj = s3.get_object(Bucket=bucket, Key=name)
+        if name.endswith(".html"):  # the page, with its policy naming this API's host before anything else
+            content = content.replace(b"<!doctype html>", b"<!doctype html>" + PAGE_POLICY)
         assert obj["Body"].read() == content, name
         assert obj["ContentType"] == content_type, name
         assert obj["CacheControl"] == cache_control, name
@@ -545,3 +550,21 @@ def test_the_response_url_signature_is_never_logged(
 )
 def test_content_type_for(key: str, content_type: str) -> None:
     assert deployer.content_type_for(key) == content_type
+
+
+@pytest.mark.parametrize(("page", "policy_after"), [
+    (b"<!doctype html>\n<html lang=\"en\">\n<head>\n  <meta charset=\"utf-8\">", b"<head>"),
+    (b"<!DOCTYPE html><HTML><HEAD data-x=\"1\"><title>t</title>", b'<HEAD data-x="1">'),
+    (b"<!doctype html><html><title>t</title>", b"<html>"),
+    (b"<title>t</title>", b""),
+])
+def test_every_page_gets_its_policy_before_anything_it_governs(page: bytes, policy_after: bytes) -> None:
+    from deployer import with_page_policy
+
+    written = with_page_policy(page, API_URL)
+    at = written.index(b"<meta http-equiv")
+    assert written[:at].rstrip().endswith(policy_after) if policy_after else written[:at].strip() == b""
+    assert written.replace(written[at - 3:written.index(b">", at) + 1], b"") == page
+    policy = written[at:written.index(b">", at)].decode()
+    assert "connect-src 'self' https://abc123.execute-api.us-east-1.amazonaws.com;" in policy
+    assert "*" not in policy and "openai" not in policy
