@@ -29,7 +29,7 @@ import traceback
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from local.supervision import watch_parent
 
@@ -68,7 +68,7 @@ def _serve(connection: Connection, env: dict[str, str], log_path: str, code_dir:
         # The traceback goes to the function log as Lambda's would; the parent gets the one line that says why.
         traceback.print_exc(file=sys.stdout)
         connection.send(("failed", type(exc).__name__, str(exc)))
-        return  # as Lambda's init error: this container is done
+        _exit(1)  # as Lambda's init error: this container is done
     connection.send(("ready", os.getpid()))
     while True:
         try:
@@ -78,11 +78,15 @@ def _serve(connection: Connection, env: dict[str, str], log_path: str, code_dir:
         if event is None:
             break
         connection.send(_run(function, event, context_args))
-    # Gone at once, as Lambda ends a sandbox: no waiting on the function's own threads and exit hooks (about a
-    # second per container with the product's, measured), only its log written out.
+    _exit(0)
+
+
+def _exit(code: int) -> NoReturn:
+    """Gone at once, as Lambda ends a sandbox: no waiting on the function's own threads and exit hooks (about a
+    second per container with the product's, measured), only its log written out."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def _run(function: Any, event: Any, context_args: dict[str, Any]) -> tuple[str, ...]:
