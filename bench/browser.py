@@ -103,6 +103,8 @@ def measure(*, runs: int, timeout_ms: float = 30_000) -> dict[str, Any]:
             with LocalSystem(port=0, page_port=0, parameters={
                 "AllowedOrigins": bare_origin, "AnonymousBurst": "1000", "GlobalDailyLimit": "100000",
                 "DailyCallMinutes": "100000", "EnableTokenRoute": "true",
+                # The same call both ways: a token's session is Realtime with its channel, so ours is too.
+                "VoiceBackend": "realtime", "RealtimeDataChannel": "true",
             }) as system:
                 (folder / "config.json").write_bytes(system.config_json())
                 home = folder / "home"

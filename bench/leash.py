@@ -24,8 +24,8 @@ MAX_CALL_SECONDS = 10
 SPACING_SECONDS = 0.25
 
 
-async def _start_calls(calls_url: str, count: int) -> list[dict[str, Any]]:
-    offer = await make_offer_async()
+async def _start_calls(calls_url: str, count: int, *, data_channel: bool) -> list[dict[str, Any]]:
+    offer = await make_offer_async(data_channel=data_channel)
     calls = []
     async with httpx.AsyncClient(timeout=30) as client:
         for _ in range(count):
@@ -42,7 +42,8 @@ def measure(calls: int = 50, backend: str = "realtime") -> dict[str, Any]:
                   "AnonymousRatePerHour": "1000000", "VoiceBackend": backend}
     with LocalSystem(port=0, parameters=parameters, containers=2) as system:
         assert system.standin is not None
-        started = asyncio.run(_start_calls(f"{system.api_url}/calls", calls))
+        # Realtime takes an audio-only offer by default; GPT-Live's channel is allow-listed.
+        started = asyncio.run(_start_calls(f"{system.api_url}/calls", calls, data_channel=backend == "live"))
         delays: list[float] = []
         reasons: dict[str, int] = {}
         deadline = time.monotonic() + MAX_CALL_SECONDS + 60

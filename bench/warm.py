@@ -23,8 +23,10 @@ from local.template_stack import provision
 DAILY_LIMIT = "10000000"  # generous: every vend in the run is allowed
 # Generous per-caller limits for a small pool of callers: every vend is allowed, and the table stays small. (moto
 # deep-copies the whole table in every TransactWriteItems, so a new caller per vend would slow it down as it grows.)
+# The call setup measured is a Realtime call with its channel: the floor's request is POST /realtime/calls.
 LIMITS = {"GlobalDailyLimit": DAILY_LIMIT, "AnonymousBurst": "10000", "AnonymousRatePerHour": "1000000",
-          "EnableTokenRoute": "true", "DailyCallMinutes": "1000000"}
+          "EnableTokenRoute": "true", "DailyCallMinutes": "1000000", "VoiceBackend": "realtime",
+          "RealtimeDataChannel": "true"}
 RATIO_GOAL = 1.25
 
 
