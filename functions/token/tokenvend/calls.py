@@ -69,7 +69,7 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class _Refused(NamedTuple):
+class _Settlement(NamedTuple):
     """How a failure after the charge is settled: what the day keeps, and whether the caller keeps the slot spent."""
 
     keep_seconds: int
@@ -136,14 +136,14 @@ class CallDesk:
             raise as_api_error(failure) from None
         except Exception:
             # Anything unexpected: whether the request went out is unknown, so settle as if a call may exist.
-            self._give_back(grant, _Refused(self._minimum_seconds, keep_slot=True))
+            self._give_back(grant, _Settlement(self._minimum_seconds, keep_slot=True))
             raise
         return timed.value
 
-    def _settle(self, failure: UpstreamFailure) -> _Refused:
+    def _settle(self, failure: UpstreamFailure) -> _Settlement:
         if failure.may_have_acted:
-            return _Refused(self._minimum_seconds, keep_slot=True)
-        return _Refused(0, keep_slot=_refused_offer(failure))
+            return _Settlement(self._minimum_seconds, keep_slot=True)
+        return _Settlement(0, keep_slot=_refused_offer(failure))
 
     def _leash(self, created: CreatedCall, grant: Grant, caller: Caller) -> tuple[CallRecord, str]:
         """The call's record and its timer; a call that cannot have both is ended at once and refused."""
@@ -188,10 +188,10 @@ class CallDesk:
                 self._records.end(call_id, by="setup", at=int(self._clock()))
             except ApiError:
                 logger.warning("an abandoned call stays recorded as active", extra={"call_id": call_id})
-        self._give_back(grant, _Refused(self._minimum_seconds, keep_slot=False))
+        self._give_back(grant, _Settlement(self._minimum_seconds, keep_slot=False))
 
-    def _give_back(self, grant: Grant, refused: _Refused) -> None:
-        given = self._limiter.release(grant, keep_seconds=refused.keep_seconds, keep_slot=refused.keep_slot)
+    def _give_back(self, grant: Grant, settlement: _Settlement) -> None:
+        given = self._limiter.release(grant, keep_seconds=settlement.keep_seconds, keep_slot=settlement.keep_slot)
         if given:
             seconds(CALL_SECONDS_CREDITED, given)
 
