@@ -25,12 +25,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tokenvend import table
 from tokenvend.api_keys import ApiKeyRecord, ApiKeyStore
-from tokenvend.backends import hangups
 from tokenvend.call_ending import CallEnder
-from tokenvend.call_records import CallRecords
-from tokenvend.openai_client import OpenAIClient
-from tokenvend.secret_store import SecretIds, SecretStore
-from tokenvend.settings import DEFAULT_OPENAI_BASE_URL
+from tokenvend.settings import DEFAULT_OPENAI_BASE_URL, LeashSettings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -143,7 +139,7 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
             print("issuing paused: no call or token is started until `resume`" if paused else "issuing resumed",
                   file=out)
             if paused and args.hang_up_all:
-                ender = _ender(client, args.table, args.secret_id, args.openai_base_url)
+                ender = _ender(args.table, args.secret_id, args.openai_base_url)
                 # The functions' metrics go to CloudWatch through Lambda's log; here they would only clutter stdout.
                 with contextlib.redirect_stdout(io.StringIO()):
                     result = ender.end_all_active(by="owner")
@@ -165,14 +161,12 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _ender(dynamodb: Any, table_name: str, secret_id: str, openai_base_url: str) -> CallEnder:
-    """What the leash ends calls with, built from the owner's credentials."""
-    import boto3
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+def _ender(table_name: str, secret_id: str, openai_base_url: str) -> CallEnder:
+    """The leash function's own ender, built from the owner's credentials."""
+    from tokenvend.wiring import build_leash
 
-    secrets = SecretStore(SecretIds(secret_id, ""), 0, SecretsProvider(boto3_client=boto3.client("secretsmanager")))
-    openai = OpenAIClient(openai_base_url.rstrip("/"))
-    return CallEnder(secrets, CallRecords(dynamodb, table_name), hangups(openai))
+    return build_leash(LeashSettings(openai_base_url=openai_base_url.rstrip("/"), openai_timeout_seconds=10,
+                                     openai_secret_id=secret_id, table_name=table_name, secret_cache_seconds=0)).ender
 
 
 def _row(record: ApiKeyRecord) -> str:

@@ -30,7 +30,9 @@ class CallHangup(Protocol):
         ...
 
 
-class VoiceBackend(CallHangup, Protocol):
+class VoiceBackend(Protocol):
+    """How a call is set up; how each backend's calls end is `hangups`, which the leash and the desk share."""
+
     name: str
 
     def create_call(self, api_key: str, offer_sdp: str, choice: SessionChoice,
@@ -46,7 +48,8 @@ MINIMUM_BILLED_SECONDS = {REALTIME: 0, LIVE: 15}
 
 
 class Hangup:
-    """`POST <path>/{id}/hangup` with no body: what ends a Realtime call. OpenAI's 404 means it had already ended."""
+    """`POST <path>/{id}/hangup` with an empty body: what ends a Realtime call. OpenAI's 404 means it had already
+    ended."""
 
     def __init__(self, openai: OpenAIClient, calls_path: str) -> None:
         self._openai = openai
@@ -93,11 +96,8 @@ class LiveHangup:
 
 def hangups(openai: OpenAIClient) -> dict[str, CallHangup]:
     """How to hang up a call of each backend, by the backend's name (what the leash needs, and nothing else)."""
-    return {REALTIME: Hangup(openai, REALTIME_CALLS), LIVE: live_hangup(openai)}
-
-
-def live_hangup(openai: OpenAIClient) -> LiveHangup:
-    return LiveHangup(openai, LiveSideband(openai.base_url, openai.timeout_seconds))
+    return {REALTIME: Hangup(openai, REALTIME_CALLS),
+            LIVE: LiveHangup(openai, LiveSideband(openai.base_url, openai.timeout_seconds))}
 
 
 def backend_for(name: str, openai: OpenAIClient, policy: SessionPolicy) -> VoiceBackend:
@@ -105,14 +105,13 @@ def backend_for(name: str, openai: OpenAIClient, policy: SessionPolicy) -> Voice
 
 
 class RealtimeBackend:
-    """`POST /v1/realtime/calls` (multipart: the offer and the session) and `.../{call_id}/hangup`."""
+    """`POST /v1/realtime/calls` (multipart: the offer and the session); ended by `Hangup`."""
 
     name = REALTIME
 
     def __init__(self, openai: OpenAIClient, policy: SessionPolicy) -> None:
         self._openai = openai
         self._policy = policy
-        self._hangup = Hangup(openai, REALTIME_CALLS)
         self._events = policy.data_channel  # an audio-only call has no channel to carry any event
 
     def create_call(self, api_key: str, offer_sdp: str, choice: SessionChoice,
@@ -124,9 +123,6 @@ class RealtimeBackend:
         timed = self._openai.post(REALTIME_CALLS, api_key, safety_identifier, files=files,
                                   headers={"Accept": "application/sdp"}, may_repeat=False)
         return Timed(_realtime_call(timed.value), timed.latency_ms)
-
-    def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:
-        return self._hangup.hang_up(api_key, call_id)
 
 
 def _realtime_call(response: httpx.Response) -> CreatedCall:
@@ -149,7 +145,6 @@ class LiveBackend:
     def __init__(self, openai: OpenAIClient, policy: SessionPolicy) -> None:
         self._openai = openai
         self._policy = policy
-        self._hangup = live_hangup(openai)
 
     def create_call(self, api_key: str, offer_sdp: str, choice: SessionChoice,
                     safety_identifier: str) -> Timed[CreatedCall]:
@@ -159,9 +154,6 @@ class LiveBackend:
         timed = self._openai.post(LIVE_SESSIONS, api_key, json=body, headers={"Accept": "application/json"},
                                   may_repeat=False)
         return Timed(_live_session(timed.value), timed.latency_ms)
-
-    def hang_up(self, api_key: str, call_id: str) -> Timed[bool]:
-        return self._hangup.hang_up(api_key, call_id)
 
 
 def _live_session(response: httpx.Response) -> CreatedCall:

@@ -99,16 +99,21 @@ def test_full_jitter_by_default_draws_from_random() -> None:
     assert any(run_waits != caps for run_waits in waits)
 
 
-def _default_jitter_waits() -> list[float]:
+def _retry_waits(definition: dict[str, Any], jitter: Any = None) -> tuple[list[float], Any]:
+    """The ten retry waits of the HangUp task failing each time, and the execution, left at its last attempt."""
     now = 1796228500.0
-    steps = run(DEFINITION, INPUT, clock(now))
+    steps = run(definition, INPUT, clock(now)) if jitter is None else run(definition, INPUT, clock(now), jitter)
     next(steps)
     next(steps)
     waits = []
     for _ in range(10):
         waits.append(steps.throw(TaskError("ApiError")).until - now)
         steps.send(None)
-    return waits
+    return waits, steps
+
+
+def _default_jitter_waits() -> list[float]:
+    return _retry_waits(DEFINITION)[0]
 
 
 def test_fails_after_max_attempts_with_the_functions_error() -> None:
@@ -129,14 +134,7 @@ def test_the_templates_leash_retries_as_this_interpreter_reads_it() -> None:
     check(definition)
     task = definition["States"]["HangUp"]
     assert task["Retry"] == [RETRIER], "the template changed its retrier: update RETRIER and these tests"
-    now = 1796228500.0
-    steps = run(definition, INPUT, clock(now), lambda: 0.5)
-    next(steps)
-    next(steps)
-    waits = []
-    for _ in range(10):
-        waits.append(steps.throw(TaskError("ApiError")).until - now)
-        steps.send(None)
+    waits, steps = _retry_waits(definition, lambda: 0.5)
     assert waits == [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30]
     with pytest.raises(ExecutionFailed):
         steps.throw(TaskError("ApiError"))
