@@ -29,6 +29,9 @@ class Code(StrEnum):
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     LEASH_UNAVAILABLE = "leash_unavailable"
+    CALLER_BLOCKED = "caller_blocked"
+    TURNSTILE_FAILED = "turnstile_failed"
+    TURNSTILE_UNAVAILABLE = "turnstile_unavailable"
     INVALID_HANGUP_TOKEN = "invalid_hangup_token"  # noqa: S105 - a code, not a token
     INTERNAL = "internal_error"
 
