@@ -1,7 +1,10 @@
 """What API Gateway (HTTP API, payload format 2.0) does around the function, done locally.
 
+- `routes_from_template` reads the function's routes: those of the HttpApi's OpenAPI body (SAM's events) and those
+  declared as `AWS::ApiGatewayV2::Route` resources, each with its JWT authorizer if it has one (local.jwt_authorizer).
 - `http_api_event` builds the full v2.0 event API Gateway would send: route key from the template's routes, source
-  IP, lowercased headers, cookies, query string, request id, and the body base64-encoded where API Gateway would.
+  IP, lowercased headers, cookies, query string, request id, the authorizer's claims, and the body base64-encoded
+  where API Gateway would.
 - `to_http_response` turns the function's result back into status, headers and body bytes.
 - `Cors` answers preflights and decorates responses as the HttpApi's CorsConfiguration does.
 - `Throttles` keeps the stage's token buckets, one per route, as its DefaultRouteSettings and RouteSettings say.
@@ -22,6 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from local.jwt_authorizer import JwtAuthorizer
+
 TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml",
               "application/x-www-form-urlencoded", "+json", "+xml")
 
@@ -30,6 +35,10 @@ TEXT_TYPES = ("text/", "application/json", "application/javascript", "applicatio
 class Route:
     method: str  # GET, POST, ... or ANY
     path: str  # /token or /{proxy+}
+    # The route's JWT authorizer (AuthorizationType JWT): the gateway runs it before the function. Shared by the
+    # routes that name the same authorizer, as its key cache is.
+    authorizer: JwtAuthorizer | None = field(default=None, compare=False, repr=False)
+    scopes: tuple[str, ...] = ()  # AuthorizationScopes: a token needs one of them
 
     @property
     def key(self) -> str:
@@ -37,7 +46,8 @@ class Route:
 
 
 def routes_from_template(resources: dict[str, Any], function_logical_id: str) -> list[Route]:
-    """The HttpApi routes of one function, from the translated template (API Gateway's own source of truth)."""
+    """The HttpApi routes of one function, from the template as `provision` leaves it (API Gateway's own source of
+    truth): the OpenAPI body's, then the Route resources whose integration invokes the function."""
     routes = []
     for resource in resources.values():
         if resource.get("Type") != "AWS::ApiGatewayV2::Api":
@@ -48,6 +58,35 @@ def routes_from_template(resources: dict[str, Any], function_logical_id: str) ->
                 if function_logical_id in uri:
                     name = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
                     routes.append(Route(name, path))
+    return routes + _route_resources(resources, function_logical_id)
+
+
+def _route_resources(resources: dict[str, Any], function_logical_id: str) -> list[Route]:
+    """`AWS::ApiGatewayV2::Route` resources, read with their values resolved (local.template_stack.provision
+    resolves them and drops those whose condition is false; their Refs to an integration or an authorizer are
+    that resource's logical id)."""
+    authorizers: dict[str, JwtAuthorizer] = {}
+    routes = []
+    for logical, resource in resources.items():
+        if resource.get("Type") != "AWS::ApiGatewayV2::Route":
+            continue
+        props = resource.get("Properties", {})
+        if not isinstance(props.get("RouteKey"), str) or not isinstance(props.get("Target", ""), str):
+            raise ValueError(f"{logical}: its values are not resolved (read the resources `provision` returns)")
+        integration = resources.get(props.get("Target", "").removeprefix("integrations/"), {})
+        if function_logical_id not in json.dumps(integration.get("Properties", {}).get("IntegrationUri", "")):
+            continue
+        method, _, path = props["RouteKey"].partition(" ")
+        kind = props.get("AuthorizationType", "NONE")
+        authorizer = None
+        if kind == "JWT":
+            name = props["AuthorizerId"]
+            if name not in authorizers:
+                authorizers[name] = JwtAuthorizer.from_properties(name, resources[name]["Properties"])
+            authorizer = authorizers[name]
+        elif kind != "NONE":  # an open route where AWS would check something: never emulate that silently
+            raise NotImplementedError(f"{logical}: AuthorizationType {kind} is not emulated locally")
+        routes.append(Route(method, path, authorizer, tuple(props.get("AuthorizationScopes") or ())))
     return routes
 
 
@@ -104,7 +143,9 @@ def http_api_event(
     domain: str = "localhost",
     stage: str = "$default",
     request_id: str | None = None,
+    authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`authorizer`: what the route's authorizer passes on (`{"jwt": {"claims", "scopes"}}`), for routes with one."""
     pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
     merged: dict[str, str] = {}
     cookies: list[str] = []
@@ -159,6 +200,8 @@ def http_api_event(
         },
         "isBase64Encoded": encoded,
     }
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = authorizer
     if cookies:
         event["cookies"] = cookies
     if query_params:

@@ -34,6 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
+# HTTP API parts declared as resources of their own (not in the Api's OpenAPI body): `provision` leaves them in
+# `LocalStack.resources` as created, their conditions applied and their values resolved.
+API_PARTS = ("AWS::ApiGatewayV2::Route", "AWS::ApiGatewayV2::Integration", "AWS::ApiGatewayV2::Authorizer")
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -149,6 +152,7 @@ class LocalStack:
     function_env: dict[str, dict[str, str]] = field(default_factory=dict)
     http_api_cors: dict[str, Any] = field(default_factory=dict)  # x-amazon-apigateway-cors, resolved
     http_api_stage: dict[str, Any] = field(default_factory=dict)  # the HttpApi's stage properties, resolved
+    # The translated template's resources; those of API_PARTS only as created (conditions applied, values resolved).
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
     lambdas: dict[str, Function] = field(default_factory=dict)
     state_machines: dict[str, StateMachine] = field(default_factory=dict)
@@ -266,6 +270,10 @@ def provision(stack_name: str = "realtime-token-vend", parameters: dict[str, str
     # Functions are named as CloudFormation would (stack-logical): ARNs in definitions and targets resolve to them.
     physical: dict[str, str] = {logical: f"{stack_name}-{logical}" for logical, r in resources.items()
                                 if r["Type"] in ("AWS::Lambda::Function", "AWS::IAM::Role")}
+    # The API's parts declared as resources are known locally by their logical ids: a route's AuthorizerId and
+    # Target then name the authorizer and the integration the gateway looks up.
+    physical.update({logical: logical for logical, r in resources.items() if r["Type"] in API_PARTS})
+    not_created: list[str] = []
     resolver = _Resolver(translated, parameters, physical, stack_name)
     dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
     secretsmanager = session.client("secretsmanager", endpoint_url=endpoint_url)
@@ -273,6 +281,7 @@ def provision(stack_name: str = "realtime-token-vend", parameters: dict[str, str
 
     for logical, resource in resources.items():
         if "Condition" in resource and not resolver.condition(resource["Condition"]):
+            not_created.append(logical)
             continue
         props = resolver.value(resource.get("Properties", {}))
         match resource["Type"]:
@@ -289,6 +298,8 @@ def provision(stack_name: str = "realtime-token-vend", parameters: dict[str, str
                 stack.state_machines[logical] = StateMachine(logical, arn, definition)
             case "AWS::ApiGatewayV2::Stage":  # SAM's $default stage: where the route throttles are
                 stack.http_api_stage = props
+            case t if t in API_PARTS:  # read by the local gateway (local.apigw.routes_from_template) as created
+                resource["Properties"] = props
             case "AWS::Scheduler::Schedule":
                 target = props["Target"]
                 stack.schedules[logical] = Schedule(logical, props["ScheduleExpression"], target["Arn"],
@@ -309,6 +320,9 @@ def provision(stack_name: str = "realtime-token-vend", parameters: dict[str, str
         if resource["Type"] == "AWS::ApiGatewayV2::Api":
             stack.http_api_cors = resolver.value(resource["Properties"].get("Body", {}).get("x-amazon-apigateway-cors",
                                                                                          {}))
+    for logical in not_created:  # CloudFormation never creates them: no route or authorizer of theirs exists
+        if resources[logical]["Type"] in API_PARTS:
+            del resources[logical]
     stack.physical_ids = physical
     return stack
 
