@@ -1,6 +1,10 @@
 """The page as CloudFront serves it when deployed: web/ with the security headers of the template's response headers
-policy, each HTML page with the Content-Security-Policy the site deployer writes into it (naming the API's own host),
-and a config.json pointing at the API (the site deployer writes that file when deployed)."""
+policy, each HTML page with the Content-Security-Policy the site deployer writes into it (naming the API's own host,
+and with Turnstile the widget's origin: the local stand-in's), and a config.json pointing at the API (the site
+deployer writes that file when deployed).
+
+What depends on the stack's parameters (the widget's script URL, a header policy the template may make conditional)
+is resolved from template.yaml as the deployed stack resolves it, so the local page cannot drift from it."""
 
 from __future__ import annotations
 
@@ -8,12 +12,14 @@ import importlib.util
 import json
 import mimetypes
 import sys
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from local.apigw import HttpResponse
-from local.template_stack import load_template
+from local.template_stack import _Resolver, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
@@ -24,10 +30,27 @@ def config_json(api_url: str) -> bytes:
                        "tokenUrl": f"{api_url}/token"}).encode()
 
 
-def content_security_policy() -> str:
-    """The header policy, as the template's response headers policy has it."""
-    config = load_template()["Resources"]["SiteSecurityHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]
-    return " ".join(config["SecurityHeadersConfig"]["ContentSecurityPolicy"]["ContentSecurityPolicy"].split())
+def content_security_policy(parameters: Mapping[str, str] | None = None) -> str:
+    """The header policy, as the template's response headers policy has it for these parameters."""
+    template = load_template()
+    config = template["Resources"]["SiteSecurityHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]
+    policy = _resolved(template, parameters, config["SecurityHeadersConfig"]["ContentSecurityPolicy"]
+                       ["ContentSecurityPolicy"])
+    return " ".join(str(policy).split())
+
+
+def turnstile_script_url(parameters: Mapping[str, str]) -> str:
+    """The widget script the page may load (empty without Turnstile): the site deployer's TurnstileScriptUrl
+    property, resolved as CloudFormation resolves it."""
+    template = load_template()
+    node = template["Resources"]["SiteDeployment"]["Properties"].get("TurnstileScriptUrl", "")
+    return str(_resolved(template, parameters, node) or "")
+
+
+def _resolved(template: dict[str, Any], parameters: Mapping[str, str] | None, node: Any) -> Any:
+    if isinstance(node, str):
+        return node
+    return _Resolver(template, dict(parameters or {}), {}, "local").value(node)
 
 
 @cache
@@ -41,15 +64,15 @@ def _deployer() -> ModuleType:
     return module
 
 
-def page_policy(api_url: str) -> str:
-    return str(_deployer().page_policy(api_url))
+def page_policy(api_url: str, turnstile_script_url: str = "") -> str:
+    return str(_deployer().page_policy(api_url, turnstile_script_url))
 
 
 def is_page(path: str) -> bool:
     return path == "/config.json" or _file(path) is not None
 
 
-def page_response(path: str, *, csp: str, config: bytes, api_url: str) -> HttpResponse:
+def page_response(path: str, *, csp: str, config: bytes, api_url: str, turnstile_script_url: str = "") -> HttpResponse:
     headers = [("content-security-policy", csp), ("x-content-type-options", "nosniff"),
                ("referrer-policy", "no-referrer"), ("permissions-policy", "microphone=(self)")]
     if path == "/config.json":  # generated, never read from disk
@@ -61,7 +84,7 @@ def page_response(path: str, *, csp: str, config: bytes, api_url: str) -> HttpRe
     kind = "text/javascript" if file.suffix in (".js", ".mjs") else mimetypes.guess_type(file.name)[0]
     body = file.read_bytes()
     if file.suffix in (".html", ".htm"):
-        body = _deployer().with_page_policy(body, api_url)
+        body = _deployer().with_page_policy(body, api_url, turnstile_script_url)
     return HttpResponse(200, [("content-type", kind or "application/octet-stream"), ("cache-control", "no-cache"),
                               *headers], body)
 

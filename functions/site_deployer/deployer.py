@@ -184,6 +184,7 @@ def physical_id_for(bucket: str) -> str:
 def deploy_site(props: Mapping[str, Any], request_id: str) -> Outcome:
     bucket = _required(props, "BucketName")
     config = build_config(props)
+    script_url = turnstile_script_url(props)
     site_dir = site_directory()
     files = collect_site_files(site_dir)
 
@@ -192,7 +193,7 @@ def deploy_site(props: Mapping[str, Any], request_id: str) -> Outcome:
     assets = [f for f in files if f.cache_control != NO_CACHE]
     pages = [f for f in files if f.cache_control == NO_CACHE]
     _upload_all(s3, bucket, assets)
-    _upload_all(s3, bucket, pages, lambda html: with_page_policy(html, config["apiUrl"]))
+    _upload_all(s3, bucket, pages, lambda html: with_page_policy(html, config["apiUrl"], script_url))
     s3.put_object(
         Bucket=bucket,
         Key=CONFIG_KEY,
@@ -214,16 +215,49 @@ def deploy_site(props: Mapping[str, Any], request_id: str) -> Outcome:
     )
 
 
-def page_policy(api_url: str) -> str:
+def page_policy(api_url: str, turnstile_script_url: str = "") -> str:
     """The page's Content-Security-Policy: its own files, and connections to its own origin and the API's own host
     only (WebRTC media is not governed by connect-src, and the page never fetches from OpenAI). It goes into each
     page as a <meta>, because only the deploy knows both hosts: the template's response headers policy cannot name
     the API (the API's CORS names the distribution, so the distribution naming the API would be a cycle). The header
-    policy carries what a <meta> cannot (frame-ancestors) and no connect-src of its own."""
+    policy carries what a <meta> cannot (frame-ancestors) and no connect-src of its own.
+
+    With Turnstile (`turnstile_script_url`, the widget's api.js), its origin, and only then: the script from there,
+    and the widget's iframe, which the real one serves from the same origin."""
     parts = urlsplit(api_url)
     origin = f"{parts.scheme}://{parts.netloc}"
-    return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
-            f"connect-src 'self' {origin}; base-uri 'none'; form-action 'none'")
+    scripts, frames = "script-src 'self'", ""
+    if turnstile_script_url:
+        widget = script_origin(turnstile_script_url)
+        scripts, frames = f"{scripts} {widget}", f" frame-src {widget};"
+    return (f"default-src 'none'; {scripts}; style-src 'self'; img-src 'self' data:; media-src 'self'; "
+            f"connect-src 'self' {origin};{frames} base-uri 'none'; form-action 'none'")
+
+
+# A host name or an IPv4 address, and an optional port: nothing that could end a CSP directive or add a source.
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(?::[0-9]{1,5})?")
+
+
+def script_origin(script_url: str) -> str:
+    """The origin of a script URL, as a CSP source; ValueError for anything but a plain http(s) URL."""
+    parts = urlsplit(script_url)
+    if parts.scheme not in ("https", "http") or not _HOST.fullmatch(parts.netloc):
+        raise ValueError(f"not an http(s) URL of a host: {script_url[:100]!r}")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def turnstile_script_url(props: Mapping[str, Any]) -> str:
+    """The widget script the page may load: empty without Turnstile (a property left out is the same)."""
+    value = str(props.get("TurnstileScriptUrl") or "").strip()
+    if not value:
+        return ""
+    _https_url(value, "TurnstileScriptUrl")
+    try:
+        script_origin(value)
+    except ValueError:
+        raise DeployError(f"Property TurnstileScriptUrl must be an https:// URL of a host, got {value[:100]!r}.") \
+            from None
+    return value
 
 
 # Where the policy goes: first thing in <head>; where a page leaves its <head> (or <html>) implied, right after what
@@ -232,10 +266,11 @@ _OPENERS = [re.compile(rb"<head(\s[^>]*)?>", re.IGNORECASE), re.compile(rb"<html
             re.compile(rb"<!doctype[^>]*>", re.IGNORECASE)]
 
 
-def with_page_policy(html: bytes, api_url: str) -> bytes:
+def with_page_policy(html: bytes, api_url: str, turnstile_script_url: str = "") -> bytes:
     """The page with its policy before anything it governs."""
     at = next((match.end() for opener in _OPENERS if (match := opener.search(html))), 0)
-    meta = f'\n  <meta http-equiv="Content-Security-Policy" content="{page_policy(api_url)}">'.encode()
+    policy = page_policy(api_url, turnstile_script_url)
+    meta = f'\n  <meta http-equiv="Content-Security-Policy" content="{policy}">'.encode()
     return html[:at] + meta + html[at:]
 
 

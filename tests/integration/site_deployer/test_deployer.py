@@ -568,3 +568,75 @@ def test_every_page_gets_its_policy_before_anything_it_governs(page: bytes, poli
     policy = written[at:written.index(b">", at)].decode()
     assert "connect-src 'self' https://abc123.execute-api.us-east-1.amazonaws.com;" in policy
     assert "*" not in policy and "openai" not in policy
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Turnstile: the widget's origin in the page's policy, only when the stack has Turnstile
+
+TURNSTILE_SCRIPT_URL = "https://challenges.cloudflare.com/turnstile/v0/api.js"
+
+
+def page_meta_policy(s3: Any, bucket: str) -> str:
+    page = s3.get_object(Bucket=bucket, Key="index.html")["Body"].read().decode()
+    start = page.index('content="') + len('content="')
+    return page[start:page.index('"', start)]
+
+
+def test_with_turnstile_the_page_may_load_the_widget_and_frame_it_from_its_origin_only(
+    s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn
+) -> None:
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL, TurnstileScriptUrl=TURNSTILE_SCRIPT_URL))
+    assert cfn.only["Status"] == "SUCCESS"
+    policy = page_meta_policy(s3, bucket)
+    assert "script-src 'self' https://challenges.cloudflare.com;" in policy
+    assert "frame-src https://challenges.cloudflare.com;" in policy
+    assert policy.count("challenges.cloudflare.com") == 2  # not in connect-src: the page never fetches from there
+    assert "default-src 'none';" in policy and "connect-src 'self' https://abc123." in policy
+
+
+@pytest.mark.parametrize("script_url", [None, "", "  "])
+def test_without_turnstile_the_policy_is_as_before(
+    s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn, script_url: str | None
+) -> None:
+    props = {"BucketName": bucket, "ApiUrl": API_URL}
+    if script_url is not None:
+        props["TurnstileScriptUrl"] = script_url
+    run(event(cfn, "Create", **props))
+    assert cfn.only["Status"] == "SUCCESS"
+    assert page_meta_policy(s3, bucket).encode() in PAGE_POLICY
+    assert "frame-src" not in page_meta_policy(s3, bucket)
+
+
+@pytest.mark.parametrize("script_url", [
+    "http://challenges.cloudflare.com/turnstile/v0/api.js",
+    "javascript:alert(1)",
+    "https://challenges.cloudflare.com;script-src */api.js",
+    "https://user:pw@challenges.cloudflare.com/turnstile/v0/api.js",
+    "https://*.cloudflare.com/turnstile/v0/api.js",
+])
+def test_a_turnstile_script_url_that_is_not_a_plain_https_host_fails_before_anything_is_published(
+    s3: Any, bucket: str, site_dir: Path, cfn: CfnStandIn, script_url: str
+) -> None:
+    run(event(cfn, "Create", BucketName=bucket, ApiUrl=API_URL, TurnstileScriptUrl=script_url))
+    assert_readable_failure(cfn.only, "Property TurnstileScriptUrl must be an https")
+    assert keys(s3, bucket) == set()
+
+
+@pytest.mark.parametrize(("script_url", "origin"), [
+    (TURNSTILE_SCRIPT_URL, "https://challenges.cloudflare.com"),
+    ("http://127.0.0.1:40123/turnstile/v0/api.js?render=explicit", "http://127.0.0.1:40123"),  # the local stand-in
+    ("https://Challenges.Example:8443/x.js", "https://challenges.example:8443"),
+])
+def test_page_policy_names_the_widgets_origin(script_url: str, origin: str) -> None:
+    policy = deployer.page_policy(API_URL, script_url)
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["script-src"] == f"'self' {origin}"
+    assert directives["frame-src"] == origin
+    assert directives["default-src"] == "'none'" and origin not in directives["connect-src"]
+    assert deployer.with_page_policy(b"<head>", API_URL, script_url).decode().count(origin) == 2
+
+
+@pytest.mark.parametrize("script_url", ["ftp://x.example/a.js", "https://a.example b.example/x.js", "https://"])
+def test_page_policy_refuses_what_is_not_an_origin(script_url: str) -> None:
+    with pytest.raises(ValueError):
+        deployer.page_policy(API_URL, script_url)
