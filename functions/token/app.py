@@ -39,8 +39,25 @@ app = APIGatewayHttpResolver()
 
 @app.post(routes.CALLS.handler_path)
 def post_call() -> Response:
+    return _start_call(_facts())
+
+
+@app.post(routes.USER_CALLS.handler_path)
+def post_user_call() -> Response:
+    if settings.jwt is None:
+        raise ApiError(404, Code.NOT_FOUND, "POST /user/calls is not set up on this service (no JwtIssuer).")
+    # Only API Gateway's JWT authorizer puts claims here; without them (a route wired without it) nobody gets in.
+    claims = app.current_event.request_context.authorizer.jwt_claim
+    if not claims:
+        raise ApiError(401, Code.INVALID_API_KEY, "This route needs a sign-in token.", {"WWW-Authenticate": "Bearer"})
+    event = app.current_event
+    return _start_call(RequestFacts(None, event.request_context.http.source_ip,
+                                    {k: v for k, v in claims.items() if isinstance(v, str)}))
+
+
+def _start_call(facts: RequestFacts) -> Response:
     body = _body(schemas.CALL_REQUEST)
-    answer = services.calls.start(_facts(), body["sdp"] or "", body["voice"], body["preset"])
+    answer = services.calls.start(facts, body["sdp"] or "", body["voice"], body["preset"], body["turnstile_token"])
     logger.append_keys(decision="call_started")
     return _json(201, answer.body, {**NO_STORE, **answer.headers})
 

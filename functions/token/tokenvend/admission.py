@@ -10,37 +10,57 @@ is called (nothing is created unmetered), and anything that fails after the char
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import NamedTuple
 
-from tokenvend.caller import Caller, identify
-from tokenvend.errors import ApiError
+from tokenvend.caller import Caller, CallerKind, caller_hash, identify, user_identity
+from tokenvend.errors import ApiError, Code
 from tokenvend.limiter import Grant, Limiter, Spend
 from tokenvend.observability import logger
 from tokenvend.openai_client import UpstreamFailure
 from tokenvend.secret_store import SecretStore
 from tokenvend.upstream import as_api_error, with_key_refresh
 
+# A `sub` is an identifier, not a document: OIDC says at most 255 ASCII characters.
+MAX_SUB_LENGTH = 255
+
 
 class RequestFacts(NamedTuple):
-    """What the edge knows about who asks. Never a header the client could set to be someone else."""
+    """What the edge knows about who asks. Never a header the client could set to be someone else: `claims` are
+    those of a token API Gateway's JWT authorizer checked (only on the signed-in users' route)."""
 
     authorization: str | None
     source_ip: str
+    claims: Mapping[str, str] | None = None
 
 
 class Admission:
-    def __init__(self, secrets: SecretStore, limiter: Limiter, *, allow_anonymous: bool) -> None:
+    def __init__(self, secrets: SecretStore, limiter: Limiter, *, allow_anonymous: bool,
+                 jwt_issuer: str | None = None) -> None:
         self._secrets = secrets
         self._limiter = limiter
         self._allow_anonymous = allow_anonymous
+        self._jwt_issuer = jwt_issuer
 
     def identify(self, facts: RequestFacts) -> Caller:
-        caller = identify(facts.authorization, facts.source_ip, self._secrets.hash_salt(),
-                          allow_anonymous=self._allow_anonymous)
+        if facts.claims is not None:
+            caller = self._signed_in(facts.claims)
+        else:
+            caller = identify(facts.authorization, facts.source_ip, self._secrets.hash_salt(),
+                              allow_anonymous=self._allow_anonymous)
         logger.append_keys(caller=caller.hash, caller_kind=str(caller.kind))
         return caller
+
+    def _signed_in(self, claims: Mapping[str, str]) -> Caller:
+        """The user is the token's `sub`. API Gateway checked the token; the issuer is checked once more, so a
+        route wired to the wrong authorizer cannot let another issuer's users in."""
+        sub, issuer = claims.get("sub"), claims.get("iss")
+        if (self._jwt_issuer is None or issuer != self._jwt_issuer or not isinstance(sub, str) or not sub
+                or len(sub) > MAX_SUB_LENGTH):
+            raise ApiError(401, Code.INVALID_API_KEY, "The sign-in token was not accepted.",
+                           {"WWW-Authenticate": "Bearer"})
+        return Caller(CallerKind.USER, caller_hash(self._secrets.hash_salt(), user_identity(sub)))
 
     def create_metered[T](self, caller: Caller, spend: Spend, create: Callable[[str], T]) -> tuple[T, Grant]:
         """`create(api_key)` at OpenAI, charged to the caller and the day; given back if it failed."""

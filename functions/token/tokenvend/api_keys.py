@@ -32,6 +32,7 @@ class ApiKeyRecord(NamedTuple):
     revoked: bool
     burst: int | None
     rate_per_hour: float | None
+    daily_call_seconds: int | None = None  # its own share of a day's minutes instead of CallerDailyCallMinutes
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> ApiKeyRecord:
@@ -39,6 +40,7 @@ class ApiKeyRecord(NamedTuple):
             return item[name]["N"] if name in item else None
 
         last_used, burst, rate = num(table.KEY_LAST_USED), num(table.KEY_BURST), num(table.KEY_RATE)
+        daily = num(table.KEY_DAILY_SECONDS)
         key_hash = item[table.PK]["S"].removeprefix("key#")
         return cls(
             key_hash=key_hash,
@@ -49,6 +51,7 @@ class ApiKeyRecord(NamedTuple):
             revoked=item.get(table.KEY_REVOKED, {}).get("BOOL", False),
             burst=int(burst) if burst else None,
             rate_per_hour=float(rate) if rate else None,
+            daily_call_seconds=int(daily) if daily else None,
         )
 
 
@@ -62,7 +65,8 @@ class ApiKeyStore:
         self._table = table_name
 
     def create(
-        self, name: str, *, burst: int | None = None, rate_per_hour: float | None = None
+        self, name: str, *, burst: int | None = None, rate_per_hour: float | None = None,
+        daily_call_minutes: float | None = None,
     ) -> tuple[str, ApiKeyRecord]:
         if not name.strip():
             raise ValueError("a key needs a name")
@@ -79,6 +83,8 @@ class ApiKeyStore:
             item[table.KEY_BURST] = {"N": str(int(burst))}
         if rate_per_hour is not None:
             item[table.KEY_RATE] = {"N": repr(float(rate_per_hour))}
+        if daily_call_minutes is not None:
+            item[table.KEY_DAILY_SECONDS] = {"N": str(int(daily_call_minutes * 60))}
         self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
         return key, ApiKeyRecord.from_item(item)
 

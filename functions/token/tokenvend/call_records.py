@@ -36,6 +36,7 @@ class CallRecord(NamedTuple):
     state: CallState = CallState.ACTIVE
     ended_at: int | None = None
     ended_by: str | None = None
+    lane: str = ""  # the lane that paid for it ("" on records from before lanes): credits go back there
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> CallRecord:
@@ -50,7 +51,7 @@ class CallRecord(NamedTuple):
                    ends_at=number(table.CALL_ENDS) or 0, reserved_seconds=number(table.CALL_RESERVED) or 0,
                    day=text(table.CALL_DAY) or "", hangup_token_sha256=text(table.CALL_TOKEN_HASH) or "",
                    state=CallState(text(table.CALL_STATE) or CallState.ACTIVE), ended_at=number(table.CALL_ENDED_AT),
-                   ended_by=text(table.CALL_ENDED_BY))
+                   ended_by=text(table.CALL_ENDED_BY), lane=text(table.CALL_LANE) or "")
 
 
 class CallRecords:
@@ -72,6 +73,8 @@ class CallRecords:
             table.ACTIVE: {"S": table.ACTIVE_VALUE},
             table.TTL: {"N": str(record.ends_at + RECORD_TTL_SECONDS)},
         }
+        if record.lane:
+            item[table.CALL_LANE] = {"S": record.lane}
         self._call("put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
 
     def get(self, call_id: str) -> CallRecord | None:

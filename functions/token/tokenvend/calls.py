@@ -1,8 +1,10 @@
 """Calls set up by the server (`POST /calls`) and hung up early by their caller (`POST /calls/{id}/hangup`).
 
-Setting up reads top-down in `CallDesk.start`: check the request (a bad one charges nothing), identify the caller,
-read the key (a misconfigured stack charges nobody), charge the caller and the day, create the call at OpenAI,
-record it and start its timer, answer. Once charged, every way out is decided in one place each:
+Setting up reads top-down in `CallDesk.start`: check the request (a bad one charges nothing), identify the caller
+(an address, an API key, or a signed-in user whose token API Gateway checked), ask an anonymous caller for the
+human check when the owner wants one (a refusal charges nothing), read the key (a misconfigured stack charges
+nobody), charge the caller, its lane and the day, create the call at OpenAI, record it and start its timer, answer.
+Once charged, every way out is decided in one place each:
 - OpenAI created nothing (it refused, or the request never went out): the charge is given back, all of it; but an
   offer OpenAI refused keeps the caller's slot spent and is counted (`OffersRejected`), so that sending OpenAI bad
   offers costs an attacker as much as calls do.
@@ -37,11 +39,13 @@ from tokenvend.call_records import CallRecord, CallRecords, CallState
 from tokenvend.call_timer import CallTimer
 from tokenvend.caller import Caller
 from tokenvend.errors import ApiError, Code, invalid_request
+from tokenvend.human_check import HumanCheck
 from tokenvend.limiter import Grant, Limiter, Spend
 from tokenvend.metric_names import (
     CALL_SECONDS_CREDITED,
     CALL_SECONDS_RESERVED,
     CALLS_STARTED,
+    LANE_SECONDS_RESERVED,
     LEASH_FAILURES,
     OFFERS_REJECTED,
     seconds,
@@ -52,12 +56,11 @@ from tokenvend.offer_policy import check_offer
 from tokenvend.openai_client import FailureKind, UpstreamFailure
 from tokenvend.policy import SessionChoice, SessionPolicy
 from tokenvend.secret_store import SecretStore
+from tokenvend.settings import LEASH_SLACK_SECONDS
 from tokenvend.upstream import as_api_error, with_key_refresh
 from tokenvend.vending import Answer
 
-# How late the leash may hang up after a call's end: the timer's one-second precision, the leash function's start
-# and OpenAI's answer. Every call reserves this on top of its maximum length (measured locally: docs/benchmarks.md).
-LEASH_SLACK_SECONDS = 5
+__all__ = ["LEASH_SLACK_SECONDS", "CallDesk"]
 LEASH_RETRY_AFTER_SECONDS = 5
 # What the call ids OpenAI gives look like; anything else is no call of ours, answered without a read.
 CALL_ID = re.compile(r"^(rtc|live)_[A-Za-z0-9_-]{1,128}$")
@@ -78,8 +81,9 @@ class _Settlement(NamedTuple):
 
 class CallDesk:
     def __init__(self, policy: SessionPolicy, admission: Admission, limiter: Limiter, secrets_store: SecretStore,
-                 backend: VoiceBackend, records: CallRecords, timer: CallTimer, ender: CallEnder, *,
-                 max_call_seconds: int, data_channel: bool, clock: Callable[[], float] = time.time) -> None:
+                 backend: VoiceBackend, records: CallRecords, timer: CallTimer, ender: CallEnder,
+                 human_check: HumanCheck, *, max_call_seconds: int, data_channel: bool,
+                 clock: Callable[[], float] = time.time) -> None:
         self._policy = policy
         self._admission = admission
         self._limiter = limiter
@@ -88,6 +92,7 @@ class CallDesk:
         self._records = records
         self._timer = timer
         self._ender = ender
+        self._human_check = human_check
         self._max_seconds = max_call_seconds
         self._data_channel = data_channel
         self._spend = Spend.call(limiter.limits, max_call_seconds + LEASH_SLACK_SECONDS)
@@ -96,11 +101,13 @@ class CallDesk:
 
     # --- POST /calls ---------------------------------------------------------------------------------------------
 
-    def start(self, facts: RequestFacts, offer_sdp: str, voice: str | None, preset: str | None) -> Answer:
+    def start(self, facts: RequestFacts, offer_sdp: str, voice: str | None, preset: str | None,
+              turnstile_token: str | None = None) -> Answer:
         choice = self._policy.choose(voice, preset)
         check_offer(offer_sdp, data_channel=self._data_channel)
         caller = self._admission.identify(facts)
         with self._admission.allowance_on_error(caller):
+            self._human_check.require(caller, turnstile_token, facts.source_ip)
             api_key = self._secrets.openai_key()
             grant = self._charge(caller)
             created = self._create(grant, api_key, offer_sdp, choice, caller)
@@ -120,6 +127,7 @@ class CallDesk:
     def _charge(self, caller: Caller) -> Grant:
         grant = self._limiter.acquire(caller, self._spend)
         seconds(CALL_SECONDS_RESERVED, grant.spend.amount)  # now, so that the spend alarm sees every charge
+        seconds(LANE_SECONDS_RESERVED, grant.spend.amount, lane=grant.lane)
         return grant
 
     def _create(self, grant: Grant, api_key: str, offer_sdp: str, choice: SessionChoice,
@@ -156,7 +164,7 @@ class CallDesk:
             hangup_token = secrets.token_urlsafe(HANGUP_TOKEN_BYTES)
             record = CallRecord(call_id=call_id, caller=caller.hash, backend=self._backend.name,
                                 started_at=int(started_at), ends_at=ends_at, reserved_seconds=grant.spend.amount,
-                                day=grant.day, hangup_token_sha256=sha256(hangup_token))
+                                day=grant.day, hangup_token_sha256=sha256(hangup_token), lane=grant.lane)
             self._records.create(record)
             recorded = True
         except Exception as exc:
@@ -213,7 +221,9 @@ class CallDesk:
             ending = self._ender.end(record, by="caller")
             if ending.marked:
                 credited = self._unused_seconds(record)
-                if not self._limiter.credit(record.day, credited):
+                # A record from before lanes has no lane and no caller's day to give back to: the day alone.
+                if not self._limiter.credit(record.day, credited, record.lane,
+                                            record.caller if record.lane else ""):
                     credited = 0
                 seconds(CALL_SECONDS_CREDITED, credited)
         return Answer({"call_id": call_id, "state": str(CallState.ENDED), "credited_seconds": credited},

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from tokenvend.observability import count, metrics
+from tokenvend.observability import count, measure, metrics
 
 NAMESPACE = "RealtimeTokenVend"
 SERVICE_API = "token-vend"  # POWERTOOLS_SERVICE_NAME of the API's function
@@ -33,6 +33,10 @@ OFFERS_REJECTED = "OffersRejected"
 # Every 4xx the function answers: API Gateway's own 4xx count minus this is what API Gateway refused by itself,
 # which is its throttling (the catch-all route sends every other request to the function).
 CLIENT_ERRORS = "ClientErrors"
+# Per lane (dimension `lane`): the seconds calls reserved, and the refusals because a lane's share was used up; an
+# alarm watches the anonymous lane running out (someone may be draining it).
+LANE_SECONDS_RESERVED = "LaneSecondsReserved"
+LANE_EXHAUSTED = "LaneExhausted"
 
 # Counts an alarm watches: each is also emitted with `service` alone.
 ALARMED_COUNTS = frozenset({TOKENS_ISSUED, LEASH_FAILURES, UPSTREAM_ERRORS, OFFERS_REJECTED, CLIENT_ERRORS})
@@ -52,6 +56,8 @@ EMITTED_BY: dict[str, tuple[str, ...]] = {
     CALL_SECONDS_CREDITED: (SERVICE_API,),
     OFFERS_REJECTED: (SERVICE_API,),
     CLIENT_ERRORS: (SERVICE_API,),
+    LANE_SECONDS_RESERVED: (SERVICE_API,),
+    LANE_EXHAUSTED: (SERVICE_API,),
 }
 
 
@@ -62,6 +68,9 @@ def tally(name: str, **detail: str) -> None:
         count(name)
 
 
-def seconds(name: str, value: int) -> None:
-    """A number of seconds with `service` alone, flushed with the invocation's other metrics."""
-    metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)
+def seconds(name: str, value: int, **detail: str) -> None:
+    """A number of seconds: with `service` alone, flushed with the invocation's other metrics; or with its detail."""
+    if detail:
+        measure(name, value, MetricUnit.Seconds, **detail)
+    else:
+        metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)

@@ -29,7 +29,11 @@ metrics = Metrics(namespace=NAMESPACE)
 
 def count(name: str, **dimensions: str) -> None:
     """A one-off metric with its own dimensions (the shared `metrics` object carries only the service)."""
-    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=metrics.namespace) as metric:
+    measure(name, 1, MetricUnit.Count, **dimensions)
+
+
+def measure(name: str, value: float, unit: MetricUnit, **dimensions: str) -> None:
+    with single_metric(name=name, unit=unit, value=value, namespace=metrics.namespace) as metric:
         metric.add_dimension("service", str(metrics.service or "token-vend"))
         for key, value in dimensions.items():
             metric.add_dimension(key, value)

@@ -29,17 +29,20 @@ DESCRIPTION = "Sets up OpenAI voice calls under the owner's session policy, limi
 ERRORS = {
     400: "Invalid request: the message names the field",
     401: "Invalid, revoked or missing API key (`invalid_api_key`, `anonymous_access_disabled`)",
-    403: "Browser Origin not allowed (`origin_not_allowed`)",
+    403: "Browser Origin not allowed (`origin_not_allowed`), the caller blocked by the owner (`caller_blocked`), or "
+         "the human check not passed (`turnstile_failed`: missing, invalid, expired, reused or from another site)",
     404: "`not_found`: no such call",
     405: "Method not allowed",
     413: "Body over the route's limit (16 KB for `POST /calls`, 4 KB elsewhere)",
     415: "Body not sent as application/json",
-    429: "`rate_limited` or `daily_budget_exhausted`; see Retry-After",
+    429: "`rate_limited`, or `daily_budget_exhausted` (the day's minutes, the caller's lane's, or the caller's own: "
+         "the message says which); see Retry-After",
     500: "`not_configured` (the OpenAI key or the salt is missing, empty or malformed) or `internal_error`",
     502: "`upstream_auth` (OpenAI refused the key) or `upstream_error`",
     503: "`upstream_busy`, `issuing_paused`, `limiter_unavailable`, `secrets_unavailable` (Secrets Manager "
          "throttled or unreachable) or `leash_unavailable` (the call's time limit could not be set, so it was "
-         "ended); see Retry-After",
+         "ended) or `turnstile_unavailable` (the human check could not be verified; nothing was charged); see "
+         "Retry-After",
     504: "`upstream_timeout`",
 }
 
@@ -63,6 +66,14 @@ OPERATIONS: dict[Route, Operation] = {
         "Send the browser's SDP offer; the server posts it to OpenAI with the owner's key and session policy and "
         "answers with OpenAI's SDP answer. The server hangs the call up at `ends_at`. The caller may choose only a "
         "voice and a preset from `GET /options`. Carries RateLimit-Limit/Remaining/Reset headers.",
+        schemas.CALL_REQUEST),
+    routes.USER_CALLS: Operation(
+        "post_user_call", "Set up a voice call as a signed-in user of the owner's site", 201, "The call",
+        "CallResponse", (400, 401, 403, 404, 413, 415, 429, 500, 502, 503, 504),
+        "As `POST /calls`, with `Authorization: Bearer <JWT>` from the owner's identity provider, which API "
+        "Gateway checks before anything runs (401 `{\"message\": \"Unauthorized\"}` otherwise). The user (the "
+        "token's `sub`) has a bucket and a daily share of its own, in the signed-in users' lane; no human check. "
+        "`404` unless the owner set `JwtIssuer`.",
         schemas.CALL_REQUEST),
     routes.HANGUP: Operation(
         "post_hangup", "End a call early and give its unused minutes back", 200, "Ended", "HangupResponse",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenvend.settings import Settings
+from tokenvend.settings import TURNSTILE_ACTION, Settings
 
 
 class PublicOptions:
@@ -27,6 +27,15 @@ class PublicOptions:
             "anonymous": {"enabled": limits.allow_anonymous, "burst": limits.anonymous_burst,
                           "rate_per_hour": limits.anonymous_rate_per_hour,
                           "global_daily_limit": limits.global_daily_limit},
+            # Signed-in users call POST /user/calls with their identity provider's token.
+            "user_calls": s.jwt is not None,
+            # The human check anonymous callers pass (the page renders the widget from script_url).
+            "turnstile": None if s.turnstile is None else {
+                "site_key": s.turnstile.site_key, "script_url": s.turnstile.script_url, "action": TURNSTILE_ACTION},
+            # Each lane's and each caller's share of a day, in minutes (how much is left is not said).
+            "daily_minutes": {"total": limits.daily_call_seconds / 60,
+                              **{lane: seconds / 60 for lane, seconds in limits.lane_call_seconds.items()},
+                              "per_caller": limits.caller_daily_call_seconds / 60},
         }
 
     def document(self) -> dict[str, Any]:

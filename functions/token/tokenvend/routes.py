@@ -27,12 +27,14 @@ class Route(NamedTuple):
 
 
 CALLS = Route("POST", "/calls", max_body=CALLS_MAX_BODY)
+# Signed-in users' calls: the route API Gateway's JWT authorizer guards (with JwtIssuer; else it answers 404).
+USER_CALLS = Route("POST", "/user/calls", max_body=CALLS_MAX_BODY)
 HANGUP = Route("POST", "/calls/{call_id}/hangup")
 TOKEN = Route("POST", "/token")
 OPTIONS = Route("GET", "/options")
 HEALTH = Route("GET", "/health")
 OPENAPI = Route("GET", "/openapi.json")
-ROUTES = (CALLS, HANGUP, TOKEN, OPTIONS, HEALTH, OPENAPI)
+ROUTES = (CALLS, USER_CALLS, HANGUP, TOKEN, OPTIONS, HEALTH, OPENAPI)
 
 
 def find(method: str, path: str) -> Route | None:

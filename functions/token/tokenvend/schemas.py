@@ -47,7 +47,10 @@ CALL_REQUEST = BodySpec("CallRequest", (
                 "one active audio section, plus the `oai-events` data channel (`m=application`) only where "
                 "`GET /options` says `data_channel: true`",
                 required=True, pattern=OFFER_PATTERN),
-    VOICE, PRESET), optional=False)
+    VOICE, PRESET,
+    # No pattern here: a token that is not Turnstile's is the human check's 403, not a malformed request's 400.
+    StringField("turnstile_token", "The Cloudflare Turnstile widget's token (single use, at most 2048 characters): "
+                "required from anonymous callers where `GET /options` names `turnstile`")), optional=False)
 HANGUP_REQUEST = BodySpec("HangupRequest", (
     StringField("hangup_token", "The `hangup_token` of the call's setup answer (43 characters of base64url)",
                 pattern=r"^[A-Za-z0-9_-]{43}$"),), optional=True)
@@ -113,6 +116,23 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "transcription": _p("boolean", "Whether the session transcribes what the user says"),
         "realtime_url": _p("string"),
         "anonymous": _ref("AnonymousAllowance"),
+        "user_calls": _p("boolean", "Whether signed-in users may call `POST /user/calls` with their identity "
+                         "provider's token (the owner set `JwtIssuer`)"),
+        "turnstile": {"anyOf": [_ref("Turnstile"), {"type": "null"}],
+                      "description": "The human check anonymous callers pass, or null when there is none"},
+        "daily_minutes": _ref("DailyMinutes"),
+    },
+    "Turnstile": {
+        "site_key": _p("string", "Render Cloudflare Turnstile's widget with this site key"),
+        "script_url": _p("string", "The widget's script"),
+        "action": _p("string", "The widget's action; a token made for another is refused"),
+    },
+    "DailyMinutes": {
+        "total": _p("number", "Call minutes per UTC day across all callers"),
+        "anonymous": _p("number", "The anonymous callers' lane"),
+        "api_key": _p("number", "The API keys' lane"),
+        "user": _p("number", "The signed-in users' lane"),
+        "per_caller": _p("number", "Most minutes one caller holds per UTC day (an API key may have its own)"),
     },
     "Health": {"status": _p("string", const="ok")},
 }

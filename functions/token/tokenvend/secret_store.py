@@ -1,4 +1,5 @@
-"""The OpenAI key and the hashing salt, read from Secrets Manager through Powertools Parameters.
+"""The OpenAI key, the hashing salt and Turnstile's secret (when the owner set one up), read from Secrets Manager
+through Powertools Parameters.
 
 Both are cached in memory for `secret_cache_seconds`, so a warm function makes no Secrets Manager call and a rotated
 key is picked up within that time without a redeploy. `refresh_openai_key` bypasses the cache once, for when OpenAI
@@ -24,6 +25,7 @@ _CONFIG_ERRORS = ("ResourceNotFoundException", "AccessDeniedException", "Decrypt
 class SecretIds(NamedTuple):
     openai_key: str
     hash_salt: str
+    turnstile: str = ""
 
 
 class SecretStore:
@@ -44,6 +46,13 @@ class SecretStore:
         if len(salt) < 16:
             raise ApiError(500, Code.NOT_CONFIGURED, "The service is not configured yet: the hashing salt is missing.")
         return salt.encode()
+
+    def turnstile_secret(self) -> str:
+        secret = self._get(self._ids.turnstile, force=False).strip()
+        if not secret:
+            raise ApiError(500, Code.NOT_CONFIGURED,
+                           "The service is not configured yet: the Turnstile secret is empty.")
+        return secret
 
     def _get(self, secret_id: str, *, force: bool) -> str:
         try:

@@ -22,6 +22,20 @@ MAX_CALL_SECONDS_RANGE = (10, 3600)  # OpenAI ends a session at 60 minutes anywa
 DAILY_CALL_MINUTES_RANGE = (0, 1_000_000)
 BURST_RANGE = (1, 10_000)
 RATE_PER_HOUR_RANGE = (0.001, 1_000_000)  # above zero: a bucket that never refills would lock a caller out for good
+LANE_MINUTES_RANGE = (-1, 1_000_000)  # below 0: automatic
+# A caller's automatic share of the day: this many calls of the longest length (15 1/4 minutes at the defaults).
+AUTOMATIC_CALLER_CALLS = 3
+# How late the leash may hang up after a call's end: the timer's one-second precision, the leash function's start
+# and OpenAI's answer. Every call reserves this on top of its maximum length (measured locally: docs/benchmarks.md).
+LEASH_SLACK_SECONDS = 5
+LANES = ("anonymous", "api_key", "user")  # the kinds of caller, each with its share of the day (tokenvend.table)
+# The day's lanes: what their MinutesVariables name, and how automatic lanes (-1) share what explicit ones leave of
+# the day. Anonymous callers get two parts of it, keys and users one each: the public page is the usual use, and
+# whatever the anonymous lane gets, it never takes minutes meant for keys or users (the lanes add up to the day).
+LANE_VARIABLES = {"anonymous": "ANONYMOUS_DAILY_CALL_MINUTES", "api_key": "API_KEY_DAILY_CALL_MINUTES",
+                  "user": "USER_DAILY_CALL_MINUTES"}
+AUTOMATIC_LANE_PARTS = {"anonymous": 2, "api_key": 1, "user": 1}
+LANE_NAMES = {"anonymous": "anonymous callers", "api_key": "API keys", "user": "signed-in users"}
 # Every numeric variable's bounds, inclusive. template.yaml's MinValue/MaxValue for the parameter behind each (all
 # but the timeout have one) are the same numbers (tests/unit/token/test_settings.py reads both), so what the deploy
 # accepts, a cold start accepts.
@@ -38,6 +52,13 @@ RANGES: dict[str, tuple[float, float]] = {
     "ANONYMOUS_RATE_PER_HOUR": RATE_PER_HOUR_RANGE,
     "API_KEY_RATE_PER_HOUR": RATE_PER_HOUR_RANGE,
     "GLOBAL_DAILY_LIMIT": (0, 10_000_000),
+    "ANONYMOUS_DAILY_CALL_MINUTES": LANE_MINUTES_RANGE,
+    "API_KEY_DAILY_CALL_MINUTES": LANE_MINUTES_RANGE,
+    "USER_DAILY_CALL_MINUTES": LANE_MINUTES_RANGE,
+    "CALLER_DAILY_CALL_MINUTES": LANE_MINUTES_RANGE,
+    "USER_BURST": BURST_RANGE,
+    "USER_RATE_PER_HOUR": RATE_PER_HOUR_RANGE,
+    "CHALLENGE_AFTER_PERCENT": (0, 100),
 }
 # What CloudFormation takes for a Number parameter: digits with an optional fraction (no exponent, nan or inf).
 _NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)")
@@ -54,6 +75,8 @@ LIVE_ALLOWED_SERVER_EVENTS = ("session.input_transcript.delta", "session.output_
                               "session.usage.updated", "error")
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_TURNSTILE_VERIFY_URL = "https://challenges.cloudflare.com/turnstile/v0/siteverify"
+TURNSTILE_ACTION = "call"  # what the page's widget is rendered with, and the verify answer must name
 # Realtime's server-side bounds on what one response may cost (README, "The worst case"): at most this many output
 # tokens (about 50 s of speech, longer than any answer a voice assistant should give), re-reading at most this many
 # conversation tokens after the instructions (about two minutes of spoken dialogue).
@@ -75,6 +98,35 @@ class LimitSettings(NamedTuple):
     daily_call_seconds: int
     allow_anonymous: bool
     issuing_paused: bool
+    user_burst: int = 5
+    user_rate_per_hour: float = 20
+    # Each lane's share of the day (seconds of calls, and tokens), keyed by lane; a lane missing here has none.
+    lane_call_seconds: Mapping[str, int] = {}
+    lane_tokens: Mapping[str, int] = {}
+    caller_daily_call_seconds: int = 900
+
+    def lane_limit(self, attribute_is_seconds: bool, lane: str) -> int:
+        return (self.lane_call_seconds if attribute_is_seconds else self.lane_tokens).get(lane, 0)
+
+
+class TurnstileSettings(NamedTuple):
+    site_key: str
+    secret_id: str
+    verify_url: str
+    challenge_after_percent: float
+
+    @property
+    def script_url(self) -> str:
+        """Cloudflare serves the widget's script beside siteverify; so does a stand-in."""
+        parts = urlsplit(self.verify_url)
+        return f"{parts.scheme}://{parts.netloc}/turnstile/v0/api.js"
+
+
+class JwtSettings(NamedTuple):
+    """The signed-in users' issuer: API Gateway checks their tokens; the function checks the issuer once more."""
+
+    issuer: str
+    audiences: tuple[str, ...]
 
 
 class Settings(NamedTuple):
@@ -103,6 +155,8 @@ class Settings(NamedTuple):
     state_machine_arn: str | None  # the leash; the leash function itself has none (it is what the machine runs)
     allowed_origins: tuple[str, ...]
     limits: LimitSettings
+    jwt: JwtSettings | None = None  # None: no signed-in lane, POST /user/calls answers 404
+    turnstile: TurnstileSettings | None = None  # None: no human check
 
     @property
     def call_model(self) -> str:
@@ -206,6 +260,7 @@ def _parse(env: _Env) -> Settings:
     turn_detection = env.choice("TURN_DETECTION", "semantic_vad", TURN_DETECTION_TYPES)
     noise_reduction = env.choice("NOISE_REDUCTION", "near_field", NOISE_REDUCTION_TYPES)
     max_output = env.str("MAX_OUTPUT_TOKENS", str(DEFAULT_MAX_OUTPUT_TOKENS))
+    jwt = _parse_jwt(env)
     return Settings(
         openai_base_url=_parse_base_url(env.str("OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL)),
         openai_timeout_seconds=env.float("OPENAI_TIMEOUT_SECONDS", 10),
@@ -231,17 +286,94 @@ def _parse(env: _Env) -> Settings:
         live_model=env.pattern("LIVE_MODEL", "gpt-live-1.1", LIVE_MODEL),
         state_machine_arn=env.optional("STATE_MACHINE_ARN"),
         allowed_origins=_parse_origins(env.str("ALLOWED_ORIGINS", "none")),
-        limits=LimitSettings(
-            anonymous_burst=env.int("ANONYMOUS_BURST", 3),
-            anonymous_rate_per_hour=env.float("ANONYMOUS_RATE_PER_HOUR", 10),
-            api_key_burst=env.int("API_KEY_BURST", 20),
-            api_key_rate_per_hour=env.float("API_KEY_RATE_PER_HOUR", 120),
-            global_daily_limit=env.int("GLOBAL_DAILY_LIMIT", 500),
-            daily_call_seconds=math.floor(60 * env.float("DAILY_CALL_MINUTES", 60)),
-            allow_anonymous=env.bool("ALLOW_ANONYMOUS", True),
-            issuing_paused=env.bool("ISSUING_PAUSED", False),
-        ),
+        limits=_parse_limits(env, jwt is not None),
+        jwt=jwt,
+        turnstile=_parse_turnstile(env),
     )
+
+
+def _parse_limits(env: _Env, user_lane: bool) -> LimitSettings:
+    day = math.floor(60 * env.float("DAILY_CALL_MINUTES", 60))
+    allow_anonymous = env.bool("ALLOW_ANONYMOUS", True)
+    in_use = {"anonymous": allow_anonymous, "api_key": True, "user": user_lane}
+    lanes = _parse_lanes(env, day, in_use)
+    tokens = env.int("GLOBAL_DAILY_LIMIT", 500)
+    max_call = env.int("MAX_CALL_SECONDS", 300)
+    one_call = max_call + LEASH_SLACK_SECONDS
+    caller_minutes = env.float("CALLER_DAILY_CALL_MINUTES", -1)
+    caller = AUTOMATIC_CALLER_CALLS * one_call if caller_minutes < 0 else math.floor(60 * caller_minutes)
+    if caller < one_call:
+        raise SettingsError(f"CALLER_DAILY_CALL_MINUTES ({_plain(caller_minutes)}) holds no call: one reserves "
+                            f"MAX_CALL_SECONDS + {LEASH_SLACK_SECONDS} s = {one_call} s")
+    return LimitSettings(
+        anonymous_burst=env.int("ANONYMOUS_BURST", 3),
+        anonymous_rate_per_hour=env.float("ANONYMOUS_RATE_PER_HOUR", 10),
+        api_key_burst=env.int("API_KEY_BURST", 20),
+        api_key_rate_per_hour=env.float("API_KEY_RATE_PER_HOUR", 120),
+        global_daily_limit=tokens,
+        daily_call_seconds=day,
+        allow_anonymous=allow_anonymous,
+        issuing_paused=env.bool("ISSUING_PAUSED", False),
+        user_burst=env.int("USER_BURST", 5),
+        user_rate_per_hour=env.float("USER_RATE_PER_HOUR", 20),
+        lane_call_seconds=lanes,
+        # Tokens follow the lanes in the same proportions of the day.
+        lane_tokens={lane: math.floor(tokens * share) for lane, share in _shares(lanes, day, in_use).items()},
+        caller_daily_call_seconds=caller,
+    )
+
+
+def _parse_lanes(env: _Env, day: int, in_use: Mapping[str, bool]) -> dict[str, int]:
+    """Each lane's seconds: explicit ones as given (never more than the day), automatic ones (-1) sharing what the
+    explicit ones leave, by AUTOMATIC_LANE_PARTS, among the lanes that can have callers."""
+    explicit: dict[str, int] = {}
+    for lane, name in LANE_VARIABLES.items():
+        minutes = env.float(name, -1)
+        if minutes < 0:
+            continue
+        explicit[lane] = math.floor(60 * minutes)
+        if explicit[lane] > day:
+            raise SettingsError(f"{name} ({_plain(minutes)}) is larger than the day: DAILY_CALL_MINUTES is "
+                                f"{_plain(day / 60)}, and no lane can have more than all of it")
+    left = max(0, day - sum(explicit.values()))
+    automatic = [lane for lane in LANES if lane not in explicit and in_use[lane]]
+    parts = sum(AUTOMATIC_LANE_PARTS[lane] for lane in automatic)
+    return {lane: explicit.get(lane, left * AUTOMATIC_LANE_PARTS[lane] // parts if lane in automatic else 0)
+            for lane in LANES}
+
+
+def _shares(lanes: Mapping[str, int], day: int, in_use: Mapping[str, bool]) -> dict[str, float]:
+    if day > 0:
+        return {lane: seconds / day for lane, seconds in lanes.items()}
+    parts = sum(AUTOMATIC_LANE_PARTS[lane] for lane in LANES if in_use[lane])
+    return {lane: AUTOMATIC_LANE_PARTS[lane] / parts if in_use[lane] else 0 for lane in LANES}
+
+
+def _parse_jwt(env: _Env) -> JwtSettings | None:
+    issuer, audience = env.optional("JWT_ISSUER"), env.optional("JWT_AUDIENCE")
+    if issuer is None and audience is None:
+        return None
+    if issuer is None or audience is None:
+        raise SettingsError("JWT_ISSUER and JWT_AUDIENCE go together: set both for signed-in users, or neither")
+    parts = urlsplit(issuer)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+        raise SettingsError(f"JWT_ISSUER must be an https URL (the tokens' iss), got {issuer!r}")
+    return JwtSettings(issuer, env.csv("JWT_AUDIENCE", ""))
+
+
+def _parse_turnstile(env: _Env) -> TurnstileSettings | None:
+    # Checked even when unused: a typo is a typo.
+    challenge_after = env.float("CHALLENGE_AFTER_PERCENT", 0)
+    verify_url = env.str("TURNSTILE_VERIFY_URL", DEFAULT_TURNSTILE_VERIFY_URL)
+    parts = urlsplit(verify_url)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+        raise SettingsError(f"TURNSTILE_VERIFY_URL must be an http(s) URL, got {verify_url!r}")
+    site_key, secret = env.optional("TURNSTILE_SITE_KEY"), env.optional("TURNSTILE_SECRET_ARN")
+    if site_key is None and secret is None:
+        return None
+    if site_key is None or secret is None:
+        raise SettingsError("TURNSTILE_SITE_KEY and TURNSTILE_SECRET_ARN go together: set both, or neither")
+    return TurnstileSettings(site_key, secret, verify_url, challenge_after)
 
 
 def _parse_base_url(raw: str) -> str:

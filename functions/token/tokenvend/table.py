@@ -30,6 +30,7 @@ KEY_LAST_USED = "last_used_at"
 KEY_REVOKED = "revoked"
 KEY_BURST = "burst"
 KEY_RATE = "rate_per_hour"
+KEY_DAILY_SECONDS = "daily_call_seconds"  # the key's own CallerDailyCallMinutes, in seconds
 
 CALL_CALLER = "caller"
 CALL_BACKEND = "backend"

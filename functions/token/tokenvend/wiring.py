@@ -8,6 +8,7 @@ of the built container holds nothing that is per container or goes stale.
 from __future__ import annotations
 
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -21,12 +22,13 @@ from tokenvend.call_ending import CallEnder
 from tokenvend.call_records import CallRecords
 from tokenvend.call_timer import CallTimer
 from tokenvend.calls import CallDesk
+from tokenvend.human_check import HumanCheck
 from tokenvend.limiter import Limiter, Spend
 from tokenvend.openai_client import OpenAIClient
 from tokenvend.options import PublicOptions
 from tokenvend.policy import SessionPolicy
 from tokenvend.secret_store import SecretIds, SecretStore
-from tokenvend.settings import LeashSettings, Settings, SettingsError
+from tokenvend.settings import TURNSTILE_ACTION, LeashSettings, Settings, SettingsError
 from tokenvend.vending import TokenVendor
 
 # Fail fast and closed: a slow AWS service must not hold the caller past API Gateway's patience.
@@ -56,19 +58,23 @@ def build(settings: Settings) -> Services:
     aws = boto3.session.Session()
     secretsmanager, dynamodb = aws.client("secretsmanager"), aws.client("dynamodb", config=QUICK)
     stepfunctions = aws.client("stepfunctions", config=QUICK)
+    turnstile = settings.turnstile
     secrets = _secrets(secretsmanager, settings.openai_secret_id, settings.secret_cache_seconds,
-                       settings.hash_salt_secret_id)
+                       settings.hash_salt_secret_id, turnstile.secret_id if turnstile else "")
     limiter = Limiter(dynamodb, settings.table_name, settings.limits,
                       ApiKeyLookup(ApiKeyStore(dynamodb, settings.table_name)))
-    admission = Admission(secrets, limiter, allow_anonymous=settings.limits.allow_anonymous)
+    admission = Admission(secrets, limiter, allow_anonymous=settings.limits.allow_anonymous,
+                          jwt_issuer=settings.jwt.issuer if settings.jwt else None)
     openai = OpenAIClient(settings.openai_base_url, settings.openai_timeout_seconds)
     policy = SessionPolicy(settings)
     backend = backend_for(settings.voice_backend, openai, policy)
     records = CallRecords(dynamodb, settings.table_name)
     ender = CallEnder(secrets, records, hangups(openai))
+    human_check = HumanCheck(_turnstile(settings, secrets), limiter,
+                             turnstile.challenge_after_percent if turnstile else 0)
     return Services(
         calls=CallDesk(policy, admission, limiter, secrets, backend, records,
-                       CallTimer(stepfunctions, settings.state_machine_arn), ender,
+                       CallTimer(stepfunctions, settings.state_machine_arn), ender, human_check,
                        max_call_seconds=settings.max_call_seconds, data_channel=settings.data_channel),
         vendor=TokenVendor(policy, admission, limiter, Spend.token(settings.limits), openai, settings.realtime_url),
         options=PublicOptions(settings),
@@ -88,6 +94,21 @@ def build_leash(settings: LeashSettings) -> LeashServices:
     return LeashServices(CallEnder(secrets, records, hangups(openai)), dynamodb, secretsmanager)
 
 
-def _secrets(client: Any, openai_secret_id: str, cache_seconds: int, hash_salt_secret_id: str = "") -> SecretStore:
-    return SecretStore(SecretIds(openai_secret_id, hash_salt_secret_id), cache_seconds,
+def _secrets(client: Any, openai_secret_id: str, cache_seconds: int, hash_salt_secret_id: str = "",
+             turnstile_secret_id: str = "") -> SecretStore:
+    return SecretStore(SecretIds(openai_secret_id, hash_salt_secret_id, turnstile_secret_id), cache_seconds,
                        SecretsProvider(boto3_client=client))
+
+
+def _turnstile(settings: Settings, secrets: SecretStore) -> Any:
+    """The human check's verifier, only where the owner set Turnstile up (its module is not loaded otherwise)."""
+    if settings.turnstile is None:
+        return None
+    import httpx
+
+    from tokenvend.turnstile import TurnstileCheck
+
+    # The page's hosts: a token made on any other page that carries the site key is refused.
+    hostnames = tuple(dict.fromkeys(urlsplit(origin).hostname or "" for origin in settings.allowed_origins))
+    return TurnstileCheck(httpx.Client(), secrets.turnstile_secret, settings.turnstile.verify_url, hostnames,
+                          TURNSTILE_ACTION)

@@ -40,6 +40,7 @@ class Secrets:
 class Grant:
     day: str
     spend: Spend
+    lane: str = "anonymous"
 
 
 @dataclass
@@ -60,9 +61,12 @@ class Limiter:
         self.released.append((grant.spend, keep_seconds, keep_slot))
         return max(0, grant.spend.amount - keep_seconds)
 
-    def credit(self, day: str, seconds: int) -> bool:
+    def credit(self, day: str, seconds: int, lane: str = "", caller_hash: str = "") -> bool:
         self.credited.append((day, seconds))
         return True
+
+    def lane_share_used(self, lane: str) -> float | None:
+        return 0.0
 
     def allowance(self, caller: Any) -> Allowance:
         return Allowance(3, 1, 20)

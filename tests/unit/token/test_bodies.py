@@ -137,7 +137,7 @@ def test_absent_bodies_mean_the_defaults_where_a_body_is_optional() -> None:
     # A hangup without a token is the service's 403 (it checks the token against the call), never a 400.
     assert bodies.parse(schemas.HANGUP_REQUEST, None, None) == {"hangup_token": None}
     assert bodies.parse(schemas.CALL_REQUEST, '{"sdp": "v=0", "voice": "cedar"}', None) == {
-        "sdp": "v=0", "voice": "cedar", "preset": None}
+        "sdp": "v=0", "voice": "cedar", "preset": None, "turnstile_token": None}
 
 
 @pytest.mark.parametrize(("content_type", "json_ok"), [

@@ -16,6 +16,7 @@ from tokenvend.call_ending import CallEnder
 from tokenvend.call_records import CallState
 from tokenvend.calls import LEASH_SLACK_SECONDS, CallDesk, sha256
 from tokenvend.errors import ApiError, Code
+from tokenvend.human_check import HumanCheck
 from tokenvend.limiter import Spend
 from tokenvend.openai_client import FailureKind, UpstreamFailure
 from tokenvend.policy import SessionPolicy
@@ -42,6 +43,7 @@ class Desk:
         admission = Admission(self.secrets, self.limiter, allow_anonymous=True)  # type: ignore[arg-type]
         self.desk = CallDesk(SessionPolicy(SETTINGS), admission, self.limiter, self.secrets,  # type: ignore
                              self.backend, self.records, self.timer, ender,  # type: ignore[arg-type]
+                             HumanCheck(None, self.limiter, 0),  # type: ignore[arg-type]
                              max_call_seconds=SETTINGS.max_call_seconds, data_channel=data_channel,
                              clock=self.clock)
 
