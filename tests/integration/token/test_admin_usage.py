@@ -176,3 +176,19 @@ def test_the_hash_blocked_is_the_one_the_function_files_the_caller_under(token_a
                          token_api.stack.physical_ids["HashSaltSecret"])
     assert code == admin.EXIT_OK, err
     assert out.split()[1] == record[table.CALL_CALLER]["S"]
+
+
+def test_a_blocked_address_is_refused_before_any_charge_and_its_neighbours_are_not(token_api: TokenApi) -> None:
+    """IPv4 callers are single addresses: blocking one leaves the rest of its /24 alone (and an IPv6 block takes its
+    whole /64, tested by the hash above). The refusal writes nothing."""
+    stack, offer = token_api.stack, make_offer()
+    code, _, err = run(stack, "block", "203.0.113.7", "--salt-secret-id", stack.physical_ids["HashSaltSecret"])
+    assert code == admin.EXIT_OK, err
+    before = token_api.dynamodb.scan(TableName=stack.table_name, ConsistentRead=True)["Items"]
+    refused = token_api.call("POST", "/calls", {"sdp": offer}, source_ip="203.0.113.7",
+                             headers={"origin": "https://page.example"})
+    assert refused.status == 403 and body_of(refused)["error"]["code"] == "caller_blocked"
+    assert token_api.dynamodb.scan(TableName=stack.table_name, ConsistentRead=True)["Items"] == before
+    neighbour = token_api.call("POST", "/calls", {"sdp": offer}, source_ip="203.0.113.8",
+                               headers={"origin": "https://page.example"})
+    assert neighbour.status == 201, neighbour.body
