@@ -40,7 +40,13 @@ export async function loadConfig(url = 'config.json') {
   if (!callsUrl) {
     throw new ConfigError('The page is not set up: config.json has no callsUrl.');
   }
-  return { callsUrl, optionsUrl: stringOr(config?.optionsUrl, api && `${api}options`) };
+  return {
+    callsUrl,
+    optionsUrl: stringOr(config?.optionsUrl, api && `${api}options`),
+    // Signed-in users' calls (POST /user/calls): next to POST /calls.
+    userCallsUrl: stringOr(config?.userCallsUrl,
+      api ? `${api}user/calls` : callsUrl.replace(/\/calls$/, '/user/calls')),
+  };
 }
 
 function stringOr(value, fallback) {
@@ -66,15 +72,20 @@ export async function fetchOptions(optionsUrl) {
 
 // Posts our SDP offer; the service sets the call up with OpenAI under the owner's policy and time limit and answers
 // with OpenAI's SDP answer. `choice` is {voice, preset}; empty values are left out so the server's defaults apply.
-export async function startCall(callsUrl, sdp, choice, signal) {
+// The last argument says who calls: {bearer} a signed-in user (their identity provider's token, for POST
+// /user/calls), or {turnstileToken} an anonymous caller who passed the owner's human check.
+export async function startCall(callsUrl, sdp, choice, { signal, bearer, turnstileToken } = {}) {
   const body = { sdp };
   if (choice.voice) body.voice = choice.voice;
   if (choice.preset) body.preset = choice.preset;
+  if (turnstileToken) body.turnstile_token = turnstileToken;
+  const headers = { 'Content-Type': 'application/json' };
+  if (bearer) headers.Authorization = `Bearer ${bearer}`;
   let response;
   try {
     response = await fetch(callsUrl, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
+      headers,
       body: JSON.stringify(body),
       credentials: 'omit',
       cache: 'no-store',

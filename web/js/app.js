@@ -9,12 +9,20 @@
 // the service never lets it through; Realtime has no such event, and on an audio-only call no events at all). The
 // page knows it from what it saw: its own hangup, the call's time limit, the other side closing the connection, or
 // the connection failing.
+//
+// Who calls: anonymous callers post to POST /calls, with a human check's token when the owner asks for one
+// (GET /options names Cloudflare Turnstile: turnstile.js). A site whose users sign in defines, in a script of its own
+// before this module (the page's CSP runs no inline script):
+//   window.talkUserToken = async () => '<a fresh JWT from your identity provider>';
+// and, where GET /options says user_calls, every call goes to POST /user/calls with that token as its bearer, and
+// no human check.
 
 import { fetchOptions, hangUpCall, loadConfig, ServiceError, startCall as placeCall } from './api.js';
 import { Call, CallFailedError, CLEAN_CLOSES } from './call.js';
 import { Countdown, formatClock, formatWait } from './countdown.js';
 import { LevelMeters } from './meter.js';
 import { Transcript } from './transcript.js';
+import { HumanCheck, HumanCheckError } from './turnstile.js';
 
 const STATUS = {
   idle: 'Idle',
@@ -56,6 +64,7 @@ const ui = {
   transcript: $('transcript'),
   transcriptEmpty: $('transcript-empty'),
   audio: $('remote-audio'),
+  humanCheck: $('human-check'),
 };
 
 const TRANSCRIPT_NOTE = ui.transcriptEmpty.textContent; // the page's own words, for calls that have transcripts
@@ -66,6 +75,7 @@ const clock = new Countdown(); // the time left in the call under way
 
 let config = null;
 let options = null;
+let humanCheck = null; // the owner's human check for anonymous calls, when GET /options names one
 let state = 'idle';
 // The call being set up or under way: {controller, stream, call, placed, deadline, sessionError, serverEnded,
 // graceTimer}. `placed` is the service's answer (call id, hangup token, limit) once it has come.
@@ -105,6 +115,12 @@ async function loadOptions() {
     (name) => capitalise(name.replace(/[-_]/g, ' ')));
   transcript.expectUserText = options.transcription !== false;
   ui.app.dataset.backend = options.backend === 'live' ? 'live' : 'realtime';
+  if (signedIn()) {
+    ui.app.dataset.caller = 'user';
+  } else if (HumanCheck.usable(options.turnstile)) {
+    humanCheck = new HumanCheck(options.turnstile, ui.humanCheck, (check) => { ui.humanCheck.dataset.state = check; });
+    humanCheck.start().catch(() => {}); // a widget that cannot load is reported when Talk is pressed
+  }
   ui.allowancePolicy.textContent = describePolicy(options);
   ui.voice.disabled = ui.preset.disabled = BUSY.has(state);
 }
@@ -114,6 +130,11 @@ async function loadOptions() {
 // field existed allowed the channel.
 function withEvents() {
   return options !== null && options.data_channel !== false;
+}
+
+// A signed-in user: the site defines talkUserToken and the service takes signed-in users' calls.
+function signedIn() {
+  return typeof globalThis.talkUserToken === 'function' && options?.user_calls === true;
 }
 
 function showTranscriptNote() {
@@ -163,6 +184,8 @@ async function startCall() {
     return;
   }
   const serviceError = placed.status === 'rejected' ? placed.reason : null;
+  // The service refused the human check's token: the widget starts on a fresh one (each is good for one try).
+  if (serviceError?.code === 'turnstile_failed') humanCheck?.reset();
   showAllowance(placed.status === 'fulfilled' ? placed.value.allowance : serviceError?.allowance);
   if (mic.status === 'rejected') {
     fail(microphoneMessage(mic.reason), serviceError?.retryAfter); // release() hangs up a call already set up
@@ -195,7 +218,9 @@ async function startCall() {
 async function placeAndAnswer(current, call, choice) {
   const sdp = await call.offer();
   if (attempt !== current) throw new DOMException('The call was cancelled.', 'AbortError'); // nothing placed yet
-  const placed = await placeCall(config.callsUrl, sdp, choice);
+  const caller = await callerFor(current);
+  if (attempt !== current) throw new DOMException('The call was cancelled.', 'AbortError'); // nothing placed yet
+  const placed = await placeCall(caller.url, sdp, choice, caller.as);
   if (attempt !== current) {
     hangUpCall(config.callsUrl, placed.callId, placed.hangupToken);
     return placed;
@@ -204,6 +229,35 @@ async function placeAndAnswer(current, call, choice) {
   startClock(current, placed.maxSeconds);
   await call.answer(placed.sdp);
   return placed;
+}
+
+// Where the call goes and who it says it is from: a signed-in user's token, the human check's token (single use,
+// taken only now), or neither.
+async function callerFor(current) {
+  if (signedIn()) {
+    let token;
+    try {
+      token = await globalThis.talkUserToken();
+    } catch (error) {
+      throw new SignInError(`Your sign-in could not be read (${error?.message ?? error}). Sign in again, then press `
+        + 'Talk.');
+    }
+    if (typeof token !== 'string' || !token.trim()) {
+      throw new SignInError('You are not signed in. Sign in, then press Talk.');
+    }
+    return { url: config.userCallsUrl, as: { bearer: token.trim() } };
+  }
+  if (humanCheck) {
+    return { url: config.callsUrl, as: { turnstileToken: await humanCheck.take(current.controller.signal) } };
+  }
+  return { url: config.callsUrl, as: {} };
+}
+
+class SignInError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'SignInError';
+  }
 }
 
 function requestMicrophone() {
@@ -445,12 +499,15 @@ function describePolicy(policy) {
       : `${maxSeconds / 60} minute${maxSeconds === 60 ? '' : 's'}`}.`);
   }
   const anonymous = policy.anonymous;
-  if (anonymous && !anonymous.enabled) {
+  if (signedIn()) {
+    parts.push('You call as a signed-in user.');
+  } else if (anonymous && !anonymous.enabled) {
     parts.push('Calls without an API key are switched off on this site.');
   } else if (anonymous) {
     const burst = Number(anonymous.burst);
     const rate = Number(anonymous.rate_per_hour);
     parts.push(`Each visitor may start ${burst} call${burst === 1 ? '' : 's'} in a row, then ${rate} more per hour.`);
+    if (humanCheck) parts.push('A call may ask for a quick human check first.');
   }
   return parts.join(' ');
 }
@@ -475,6 +532,7 @@ function microphoneMessage(error) {
 }
 
 function serviceMessage(error) {
+  if (error instanceof HumanCheckError || error instanceof SignInError) return error.message;
   if (!(error instanceof ServiceError)) {
     return error instanceof CallFailedError ? error.message : 'Something went wrong while setting up the call.';
   }
@@ -486,8 +544,13 @@ function serviceMessage(error) {
         ? 'This site has used up its call minutes for today.'
         : 'You have started too many calls for now.';
     case 'unauthorised':
-      return `This site does not take calls from this page: ${error.message}`;
+      return signedIn() ? `Your sign-in was not accepted: ${error.message}`
+        : `This site does not take calls from this page: ${error.message}`;
     case 'forbidden':
+      if (error.code === 'turnstile_failed') {
+        return `The human check was not accepted (${error.message}). It starts again below the Talk button: `
+          + 'press Talk once it is done.';
+      }
       return `This page may not use the call service: ${error.message}`;
     case 'server':
       return error.code === 'leash_unavailable'
