@@ -102,7 +102,7 @@ def measure(*, runs: int, timeout_ms: float = 30_000) -> dict[str, Any]:
         try:
             with LocalSystem(port=0, page_port=0, parameters={
                 "AllowedOrigins": bare_origin, "AnonymousBurst": "1000", "GlobalDailyLimit": "100000",
-                "DailyCallMinutes": "100000", "EnableTokenRoute": "true",
+                "DailyCallMinutes": "100000", "CallerDailyCallMinutes": "100000", "EnableTokenRoute": "true",
                 # The same call both ways: a token's session is Realtime with its channel, so ours is too.
                 "VoiceBackend": "realtime", "RealtimeDataChannel": "true",
             }) as system:

@@ -38,7 +38,8 @@ async def _start_calls(calls_url: str, count: int, *, data_channel: bool) -> lis
 
 
 def measure(calls: int = 50, backend: str = "realtime") -> dict[str, Any]:
-    parameters = {"MaxCallSeconds": str(MAX_CALL_SECONDS), "DailyCallMinutes": "1000", "AnonymousBurst": "1000",
+    parameters = {"MaxCallSeconds": str(MAX_CALL_SECONDS), "DailyCallMinutes": "1000",
+                  "CallerDailyCallMinutes": "1000", "AnonymousBurst": "1000",
                   "AnonymousRatePerHour": "1000000", "VoiceBackend": backend}
     with LocalSystem(port=0, parameters=parameters, containers=2) as system:
         assert system.standin is not None

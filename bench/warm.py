@@ -25,7 +25,8 @@ DAILY_LIMIT = "10000000"  # generous: every vend in the run is allowed
 # deep-copies the whole table in every TransactWriteItems, so a new caller per vend would slow it down as it grows.)
 # The call setup measured is a Realtime call with its channel: the floor's request is POST /realtime/calls.
 LIMITS = {"GlobalDailyLimit": DAILY_LIMIT, "AnonymousBurst": "10000", "AnonymousRatePerHour": "1000000",
-          "EnableTokenRoute": "true", "DailyCallMinutes": "1000000", "VoiceBackend": "realtime",
+          "EnableTokenRoute": "true", "DailyCallMinutes": "1000000",
+          "CallerDailyCallMinutes": "1000000", "VoiceBackend": "realtime",
           "RealtimeDataChannel": "true"}
 RATIO_GOAL = 1.25
 

@@ -84,7 +84,7 @@ def both_routes_system() -> Iterator[LocalSystem]:
     # Realtime with its data channel: the token flow always has one, so both flows connect on the same event.
     parameters = {"VoiceBackend": "realtime", "RealtimeDataChannel": "true", "EnableTokenRoute": "true",
                   "AnonymousBurst": "200", "GlobalDailyLimit": "1000", "MaxCallSeconds": "60",
-                  "DailyCallMinutes": "600"}
+                  "DailyCallMinutes": "600", "CallerDailyCallMinutes": "600"}
     with LocalSystem(port=0, page_port=0, parameters=parameters) as running:
         yield running
 

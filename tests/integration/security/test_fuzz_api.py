@@ -38,7 +38,7 @@ from tests.integration.security.security_support import (
 TOTAL = env_flag("SECURITY_FUZZ_REQUESTS", 2000)
 # Room enough that fuzzing is about the API, not the limiter (429 has its own tests).
 PARAMETERS = {**UNTHROTTLED, "EnableTokenRoute": "true", "AnonymousBurst": "10000", "AnonymousRatePerHour": "36000",
-              "GlobalDailyLimit": "1000000", "DailyCallMinutes": "1000000"}
+              "GlobalDailyLimit": "1000000", "DailyCallMinutes": "1000000", "CallerDailyCallMinutes": "1000000"}
 ERROR_CODES = {"invalid_request", "payload_too_large", "unsupported_media_type", "not_found", "method_not_allowed",
                "origin_not_allowed", "invalid_api_key", "anonymous_access_disabled", "rate_limited",
                "daily_budget_exhausted", "issuing_paused", "limiter_unavailable", "not_configured", "upstream_auth",

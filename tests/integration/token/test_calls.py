@@ -176,7 +176,8 @@ def test_over_16_kb_is_413_but_a_large_real_offer_fits(calls_api: TokenApi, offe
 def test_the_minutes_budget_counts_reservations_and_an_early_hangup_gives_back(
         stack: LocalStack, fresh_standin: StandIn, offer: str, backend: Backend) -> None:
     """DailyCallMinutes=1, MaxCallSeconds=20: each call reserves 20 + 5 s, so floor(60 / 25) = 2 fit."""
-    api = load(stack, fresh_standin, backend, MAX_CALL_SECONDS="20", DAILY_CALL_MINUTES="1", ANONYMOUS_BURST="10")
+    api = load(stack, fresh_standin, backend, MAX_CALL_SECONDS="20", DAILY_CALL_MINUTES="1", ANONYMOUS_BURST="10",
+               ANONYMOUS_DAILY_CALL_MINUTES="1", CALLER_DAILY_CALL_MINUTES="1")
     first, second = start(api, offer), start(api, offer)
     assert (first.status, second.status) == (201, 201)
     third = start(api, offer)

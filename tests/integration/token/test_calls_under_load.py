@@ -33,6 +33,9 @@ def system() -> Iterator[LocalSystem]:
     parameters = {"VoiceBackend": BACKEND, "MaxCallSeconds": str(MAX_CALL_SECONDS),
                   "DailyCallMinutes": str(DAILY_CALL_MINUTES), "AnonymousBurst": "1000",
                   "AnonymousRatePerHour": "1000000",
+                  # One address takes the whole day: its lane and its own share are the day (lanes: test_lanes).
+                  "AnonymousDailyCallMinutes": str(DAILY_CALL_MINUTES),
+                  "CallerDailyCallMinutes": str(DAILY_CALL_MINUTES),
                   # The day's budget is what this test holds to its bound, not API Gateway's throttle.
                   "ThrottleBurstLimit": "100000", "ThrottleRateLimit": "100000"}
     with LocalSystem(port=0, parameters=parameters, containers=4, sweeper_period_seconds=2) as running:
