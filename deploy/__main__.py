@@ -25,6 +25,8 @@ def matrix(existing_secret: str) -> list[Case]:
                                  "AllowedOrigins": "https://app.example,http://localhost:8080"}),
         Case("alerts", {"AlertEmail": "owner@example.com", "EnableTokenRoute": "true", "SnapStart": "true",
                         "VoiceBackend": "live", "DailyCallMinutes": "30"}),
+        Case("signed-in-users", {"JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example",
+                                 "JwtAudience": "4example0client0id"}),
     ]
 
 

@@ -59,16 +59,21 @@ class Stack:
         apigw = client("apigatewayv2")
         api = self.ids["HttpApi"]
         integrations = {i["IntegrationId"]: i for i in apigw.get_integrations(ApiId=api)["Items"]}
-        found = {}
+        found, made = {}, {}
         for route in apigw.get_routes(ApiId=api)["Items"]:
             method, path = route["RouteKey"].split(" ", 1)
             method = "ANY" if method == "X-AMAZON-APIGATEWAY-ANY-METHOD" else method  # how moto reads the OpenAPI
             found[f"{method} {path}"] = integrations[route["Target"].removeprefix("integrations/")]["IntegrationUri"]
-        declared = {f"{r.method} {r.path}" for r in routes.ROUTES} | {"ANY /{proxy+}"}
+            made[f"{method} {path}"] = route
+        user_lane = bool(self.param("JwtIssuer"))
+        declared = {f"{r.method} {r.path}" for r in routes.ROUTES if user_lane or r != routes.USER_CALLS}
+        declared |= {"ANY /{proxy+}"}
         self.check("HttpApi", set(found) == declared, f"routes {sorted(found)}, the function's {sorted(declared)}")
         alias = self.ids["TokenFunctionAliaslive"]
         for key, uri in found.items():
-            self.check("HttpApi", f"/functions/{alias}/invocations" in uri, f"{key} does not reach TokenFunction:live")
+            # The OpenAPI body's integrations name the invocation path; one declared as a resource, the alias itself.
+            self.check("HttpApi", f"/functions/{alias}/invocations" in uri or uri == alias,
+                       f"{key} does not reach TokenFunction:live")
         self.check("TokenFunctionAliaslive", alias.startswith(self.arn("TokenFunction") + ":"),
                    "the alias is not TokenFunction's")
         stage = apigw.get_stage(ApiId=api, StageName="$default")
@@ -76,6 +81,50 @@ class Stack:
         self.check("HttpApiApiGatewayDefaultStage",
                    throttle.get("ThrottlingBurstLimit") == int(self.param("ThrottleBurstLimit")),
                    f"throttle {throttle} is not ThrottleBurstLimit")
+        self.user_lane(apigw, api, made, integrations)
+
+    def user_lane(self, apigw: Any, api: str, made: dict[str, dict[str, Any]],
+                  integrations: dict[str, dict[str, Any]]) -> None:
+        """With JwtIssuer: POST /user/calls behind the JWT authorizer with the parameters' issuer and audiences,
+        integrated with the function, allowed to invoke it, and the function told the same issuer and audience.
+        Every other route stays open to API Gateway (the function identifies those callers)."""
+        key = f"{routes.USER_CALLS.method} {routes.USER_CALLS.path}"
+        for other, route in made.items():
+            if other != key:
+                self.check("HttpApi", route.get("AuthorizationType", "NONE") == "NONE",
+                           f"{other} asks API Gateway for {route.get('AuthorizationType')}")
+        issuer = self.param("JwtIssuer")
+        if not issuer:
+            self.check("UserJwtAuthorizer", "UserJwtAuthorizer" not in self.ids and not any(
+                "AuthorizerId" in route for route in made.values()), "an authorizer without JwtIssuer")
+            return
+        route = made[key]
+        self.check("UserCallsRoute", route.get("AuthorizationType") == "JWT"
+                   and route.get("AuthorizerId") == self.ids["UserJwtAuthorizer"],
+                   f"{key} is authorized by {route.get('AuthorizationType')} {route.get('AuthorizerId')}, "
+                   "not the stack's JWT authorizer")
+        authorizer = apigw.get_authorizer(ApiId=api, AuthorizerId=self.ids["UserJwtAuthorizer"])
+        config = authorizer.get("JwtConfiguration", {})
+        audiences = self.param("JwtAudience").split(",")
+        self.check("UserJwtAuthorizer", authorizer.get("AuthorizerType") == "JWT"
+                   and authorizer.get("IdentitySource") == ["$request.header.Authorization"],
+                   f"is {authorizer.get('AuthorizerType')} on {authorizer.get('IdentitySource')}")
+        self.check("UserJwtAuthorizer", config.get("Issuer") == issuer and config.get("Audience") == audiences,
+                   f"checks {config}, not JwtIssuer {issuer} and JwtAudience {audiences}")
+        integration = integrations.get(route["Target"].removeprefix("integrations/"), {})
+        self.check("UserCallsIntegration", route["Target"] == f"integrations/{self.ids['UserCallsIntegration']}"
+                   and integration.get("IntegrationType") == "AWS_PROXY"
+                   and integration.get("PayloadFormatVersion") == "2.0",
+                   f"{key} reaches {integration}, not a payload 2.0 proxy to the function")
+        statements = json.loads(self.lam.get_policy(FunctionName=self.ids["TokenFunctionAliaslive"])["Policy"])
+        arn = f"arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{api}/*/*/user/calls"
+        self.check("UserCallsPermission", any(
+            s.get("Principal", {}).get("Service") == "apigateway.amazonaws.com"
+            and s.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") == arn
+            for s in statements["Statement"]), f"API Gateway may not invoke the function for {arn}")
+        env = self.env("TokenFunction")
+        self.check("TokenFunction", env.get("JWT_ISSUER") == issuer and env.get("JWT_AUDIENCE") == ",".join(audiences),
+                   "JWT_ISSUER and JWT_AUDIENCE are not the authorizer's")
 
     def param(self, name: str) -> str:
         return self.parameters.get(name, str(self.template["Parameters"][name].get("Default", "")))
@@ -123,7 +172,8 @@ class Stack:
             self.check(role_logical, document.get("Version") == "2012-10-17", f"policy {name} has no Version")
             for statement in document["Statement"]:
                 listed = statement["Resource"]
-                resources |= set(listed if isinstance(listed, list) else [listed])
+                # moto leaves an `!If [..., !Ref AWS::NoValue]` list element as None; CloudFormation drops it.
+                resources |= {r for r in (listed if isinstance(listed, list) else [listed]) if r is not None}
         return resources
 
     def iam_policies(self) -> None:
@@ -132,7 +182,8 @@ class Stack:
         distribution = f"arn:aws:cloudfront::{ACCOUNT_ID}:distribution/{self.ids['SiteDistribution']}"
         expected = {
             # No StopExecution: a call's timer is never stopped.
-            "TokenFunctionRole": {self.key_secret(), self.ids["HashSaltSecret"], table, machine},
+            "TokenFunctionRole": {self.key_secret(), self.ids["HashSaltSecret"], table, machine} | (
+                {self.param("TurnstileSecretArn")} if self.param("TurnstileSiteKey") else set()),
             "LeashFunctionRole": {self.key_secret(), table, f"{table}/index/ActiveCalls"},
             "LeashStateMachineRole": {self.arn("LeashFunction")},
             "LeashFunctionSweeperRole": {self.arn("LeashFunction")},

@@ -2,11 +2,12 @@
 reaches CREATE_COMPLETE with every reference resolved to a real resource.
 
 moto 5.2.5 (requirements-dev.txt) skips, silently, Secrets Manager secrets, S3 bucket policies, the three CloudFront
-types, the API Gateway v2 API and stage, Lambda aliases, Scheduler schedules, SNS subscriptions and CloudWatch alarms
-(a Ref to any of them resolves to nothing), resolves a Lambda version's Ref to no ARN, ignores a state machine's
-DefinitionSubstitutions, and runs a custom resource only in Docker. Each provider here does for one type what
-CloudFormation does: one API call to moto, the Ref and GetAtt values CloudFormation documents, and a delete. The
-custom resource runs its function's real handler, from the package in moto's Lambda, in this process.
+types, the API Gateway v2 API, stage, authorizers, integrations and routes, Lambda aliases, Scheduler schedules, SNS
+subscriptions and CloudWatch alarms (a Ref to any of them resolves to nothing), resolves a Lambda version's Ref to no
+ARN, ignores a state machine's DefinitionSubstitutions, and runs a custom resource only in Docker. Each provider here
+does for one type what CloudFormation does: one API call to moto, the Ref and GetAtt values CloudFormation
+documents, and a delete. The custom resource runs its function's real handler, from the package in moto's Lambda,
+in this process.
 """
 
 from __future__ import annotations
@@ -279,6 +280,60 @@ class Stage(Provided):
                    lambda: _quietly(lambda: apigw.delete_stage(ApiId=props["ApiId"], StageName=props["StageName"])))
 
 
+class Authorizer(Provided):
+    TYPE = "AWS::ApiGatewayV2::Authorizer"
+
+    @classmethod
+    def provide(cls, logical: str, props: dict[str, Any], name: str) -> Provided:
+        apigw = client("apigatewayv2")
+        kwargs = {k: props[k] for k in ("AuthorizerType", "IdentitySource", "JwtConfiguration", "Name",
+                                        "AuthorizerUri", "AuthorizerPayloadFormatVersion") if k in props}
+        made = apigw.create_authorizer(ApiId=props["ApiId"], **kwargs)
+        return cls(made["AuthorizerId"], {"AuthorizerId": made["AuthorizerId"]}, lambda: _quietly(
+            lambda: apigw.delete_authorizer(ApiId=props["ApiId"], AuthorizerId=made["AuthorizerId"])))
+
+
+class Integration(Provided):
+    TYPE = "AWS::ApiGatewayV2::Integration"
+
+    @classmethod
+    def provide(cls, logical: str, props: dict[str, Any], name: str) -> Provided:
+        apigw = client("apigatewayv2")
+        kwargs = {k: props[k] for k in ("IntegrationType", "IntegrationUri", "IntegrationMethod",
+                                        "PayloadFormatVersion", "TimeoutInMillis") if k in props}
+        if "TimeoutInMillis" in kwargs:
+            kwargs["TimeoutInMillis"] = int(kwargs["TimeoutInMillis"])
+        made = apigw.create_integration(ApiId=props["ApiId"], **kwargs)
+        return cls(made["IntegrationId"], {"IntegrationId": made["IntegrationId"]}, lambda: _quietly(
+            lambda: apigw.delete_integration(ApiId=props["ApiId"], IntegrationId=made["IntegrationId"])))
+
+
+class Route(Provided):
+    """API Gateway refuses a route whose authorizer or integration is not one of its API's: so does this."""
+
+    TYPE = "AWS::ApiGatewayV2::Route"
+
+    @classmethod
+    def provide(cls, logical: str, props: dict[str, Any], name: str) -> Provided:
+        apigw, api = client("apigatewayv2"), props["ApiId"]
+        if props.get("AuthorizationType") == "JWT":
+            try:  # moto serves no GetAuthorizers: the one named, or NotFound
+                kind = apigw.get_authorizer(ApiId=api, AuthorizerId=str(props.get("AuthorizerId")))["AuthorizerType"]
+            except apigw.exceptions.NotFoundException:
+                kind = None
+            if kind != "JWT":
+                raise ProvisionError(f"AuthorizerId {props.get('AuthorizerId')} is not a JWT authorizer of {api}")
+        target = str(props.get("Target", ""))
+        integrations = {i["IntegrationId"] for i in apigw.get_integrations(ApiId=api)["Items"]}
+        if target and target.removeprefix("integrations/") not in integrations:
+            raise ProvisionError(f"Target {target} is not an integration of {api}")
+        kwargs = {k: props[k] for k in ("RouteKey", "AuthorizationType", "AuthorizerId", "AuthorizationScopes",
+                                        "Target") if k in props}
+        made = apigw.create_route(ApiId=api, **kwargs)
+        return cls(made["RouteId"], {"RouteId": made["RouteId"]}, lambda: _quietly(
+            lambda: apigw.delete_route(ApiId=api, RouteId=made["RouteId"])))
+
+
 class Version(Provided):
     TYPE = "AWS::Lambda::Version"
 
@@ -465,8 +520,8 @@ def _quietly(action: Callable[[], Any]) -> None:
 
 
 PROVIDERS: dict[str, type[Provided]] = {p.TYPE: p for p in (
-    Secret, Bucket, BucketPolicy, OriginAccessControl, ResponseHeadersPolicy, Distribution, HttpApi, Stage, Version,
-    Alias, Function, StateMachine, Schedule, Subscription, Alarm)}
+    Secret, Bucket, BucketPolicy, OriginAccessControl, ResponseHeadersPolicy, Distribution, HttpApi, Stage, Authorizer,
+    Integration, Route, Version, Alias, Function, StateMachine, Schedule, Subscription, Alarm)}
 
 
 def install(endpoint: str, concurrency_quota: int) -> ThreadingHTTPServer:

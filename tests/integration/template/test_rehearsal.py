@@ -41,6 +41,52 @@ def test_the_template_creates_checks_and_deletes_clean(packaged: Path) -> None:
     assert outcome.resources >= 35 and outcome.checks >= 60, outcome
 
 
+USER_LANE = {"JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example",
+             "JwtAudience": "4example0client0id,second-app"}
+
+
+def test_the_signed_in_lane_creates_its_authorizer_route_integration_and_permission(packaged: Path) -> None:
+    """The authorizer (JWT, the issuer, both audiences), POST /user/calls behind it reaching the function's alias,
+    the permission for that path and the function told the same issuer: deploy.checks.Stack.user_lane."""
+    outcome = rehearse(packaged, Case("user-lane", USER_LANE))
+    plain = rehearse(packaged, Case("no-user-lane"))
+    assert outcome.resources == plain.resources + 4, (outcome, plain)  # authorizer, integration, route, permission
+    assert outcome.checks >= plain.checks + 6, (outcome, plain)
+
+
+def _user_route_left_open(resources: dict[str, Any]) -> None:
+    resources["UserCallsRoute"]["Properties"]["AuthorizationType"] = "NONE"
+    del resources["UserCallsRoute"]["Properties"]["AuthorizerId"]
+
+
+def _authorizer_trusts_another_audience(resources: dict[str, Any]) -> None:
+    resources["UserJwtAuthorizer"]["Properties"]["JwtConfiguration"]["Audience"] = ["someone-else"]
+
+
+def _user_route_names_no_authorizer_of_the_api(resources: dict[str, Any]) -> None:
+    resources["UserCallsRoute"]["Properties"]["AuthorizerId"] = "abc123"
+
+
+def _calls_route_behind_the_authorizer(resources: dict[str, Any]) -> None:
+    # The anonymous and API-key routes must stay open to API Gateway: a route declared as a resource for POST
+    # /calls behind the JWT authorizer would lock them out.
+    resources["UserCallsRoute"]["Properties"]["RouteKey"] = "POST /calls"
+
+
+@pytest.mark.parametrize(("breaking", "named"), [
+    (_user_route_left_open, "UserCallsRoute: POST /user/calls is authorized by NONE"),
+    (_authorizer_trusts_another_audience, "UserJwtAuthorizer: checks .*someone-else"),
+    (_user_route_names_no_authorizer_of_the_api, "CREATE_FAILED UserCallsRoute .*abc123 is not a JWT authorizer"),
+    (_calls_route_behind_the_authorizer, "HttpApi: "),
+])
+def test_a_miswired_user_lane_fails_naming_the_resource(packaged: Path, tmp_path: Path,
+                                                        breaking: Callable[[dict[str, Any]], None],
+                                                        named: str) -> None:
+    with pytest.raises(RehearsalFailed, match=named):
+        rehearse(broken_copy(packaged, tmp_path, breaking), Case(f"lane-{breaking.__name__.strip('_')[:20]}",
+                                                                 USER_LANE))
+
+
 def _leash_reads_the_salt_as_its_table(resources: dict[str, Any]) -> None:
     resources["LeashFunction"]["Properties"]["Environment"]["Variables"]["TABLE_NAME"] = {"Ref": "HashSaltSecret"}
 
