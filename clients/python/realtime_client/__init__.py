@@ -19,12 +19,15 @@ from realtime_client.errors import (
     RateLimited,
     ServerError,
     SessionError,
+    SignInRefused,
     TokenError,
+    UserTokenFailed,
 )
 from realtime_client.http_answers import RateLimit
 from realtime_client.options import Options, fetch_options, fetch_options_async
 from realtime_client.session import RealtimeSession
 from realtime_client.token import Token, fetch_token, fetch_token_async
+from realtime_client.user_token import UserToken, command_token
 
 __version__ = "0.2.0"
 
@@ -49,8 +52,12 @@ __all__ = [
     "RealtimeSession",
     "ServerError",
     "SessionError",
+    "SignInRefused",
     "Token",
     "TokenError",
+    "UserToken",
+    "UserTokenFailed",
+    "command_token",
     "create_call",
     "fetch_options",
     "fetch_options_async",

@@ -1,5 +1,8 @@
 """The default path: our API sets the call up (`POST /calls`) and hangs it up (`POST /calls/{id}/hangup`).
 
+Signed-in users (a stack with JwtIssuer) set calls up on `POST /user/calls` with a JWT from the owner's hook
+(`CallSetup.user_token`) instead of an API key; everything else is the same.
+
 The client sends its SDP offer to our API, which posts it to OpenAI with the owner's key and session policy and
 answers with OpenAI's SDP answer. No OpenAI token ever reaches the client; the server ends the call at
 `ends_at` whatever the client does, and an early hangup gives the unused time back to the owner's budget.
@@ -26,6 +29,7 @@ from realtime_client.http_answers import (
     unreachable,
 )
 from realtime_client.token import DEFAULT_TIMEOUT, request_parts
+from realtime_client.user_token import UserToken, fresh_token
 
 # Hanging up is a courtesy to the owner's budget (the server ends the call anyway): never hold a caller long.
 HANGUP_TIMEOUT = 3.0
@@ -35,6 +39,9 @@ HANGUP_TIMEOUT = 3.0
 class CallSetup:
     """How to have our API set a call up. `endpoint` is the stack's ApiUrl or any of its route URLs.
 
+    `user_token`, for a stack deployed with JwtIssuer: the signed-in user's lane (`/user/calls`), see
+    `realtime_client.user_token`. Hangups are the same on both lanes (the call's own hangup secret).
+
     `backend` ("realtime" or "live") and `data_channel` (whether the offer may carry `oai-events`) are what
     `GET /options` says. Left None, `RealtimeSession` asks it before the offer, since the API refuses an offer with a
     channel where the stack does not allow one; `backend` alone can also be told from the call id (`live_...`).
@@ -42,6 +49,9 @@ class CallSetup:
 
     endpoint: str
     api_key: str | None = field(default=None, repr=False)
+    # Signed-in users (a stack with JwtIssuer): an async function returning a fresh JWT, asked once per call set up.
+    # With it, calls go to `/user/calls` with `Authorization: Bearer <JWT>` and no API key (realtime_client.user_token).
+    user_token: UserToken | None = field(default=None, repr=False)
     voice: str | None = None
     preset: str | None = None
     backend: str | None = None
@@ -82,10 +92,17 @@ class HangupResult:
 
 
 async def create_call(setup: CallSetup, offer_sdp: str) -> Call:
-    """POST the offer to `/calls`; the typed `EndpointError`s of `http_answers` for anything but a usable 201."""
-    url = resolve_endpoint(setup.endpoint).calls_url
+    """POST the offer to `/calls` (or, with `user_token`, to `/user/calls` with a fresh JWT); the typed
+    `EndpointError`s of `http_answers` for anything but a usable 201 (`SignInRefused` when API Gateway's JWT
+    authorizer refuses the token, `UserTokenFailed` when the hook gives none)."""
+    endpoint = resolve_endpoint(setup.endpoint)
     fields = {"sdp": offer_sdp, "voice": setup.voice, "preset": setup.preset}
-    _, headers, body = request_parts(url, setup.api_key, fields)
+    if setup.user_token is not None:
+        url = endpoint.user_calls_url
+        _, headers, body = request_parts(url, await fresh_token(setup.user_token), fields)
+    else:
+        url = endpoint.calls_url
+        _, headers, body = request_parts(url, setup.api_key, fields)
     try:
         async with httpx.AsyncClient(timeout=setup.timeout, follow_redirects=False) as client:
             response = await client.post(url, headers=headers, content=body)

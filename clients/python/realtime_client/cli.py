@@ -29,12 +29,15 @@ from realtime_client.errors import (
     RateLimited,
     ServerError,
     SessionError,
+    SignInRefused,
+    UserTokenFailed,
 )
 from realtime_client.options import fetch_options_async
 from realtime_client.session import RealtimeSession
 from realtime_client.token import DEFAULT_TIMEOUT, fetch_token_async
 from realtime_client.transcripts import TranscriptPrinter
 from realtime_client.turns import TurnTracker
+from realtime_client.user_token import command_token
 
 API_KEY_ENV = "TALK_API_KEY"
 READY_TIMEOUT = 10.0
@@ -43,7 +46,7 @@ READY_TIMEOUT = 10.0
 class ExitCode(IntEnum):
     OK = 0
     USAGE = 2  # bad arguments, unreadable --wav, or --say on the live backend or on audio-only calls
-    AUTH = 3  # 401 from our API: check --api-key / TALK_API_KEY
+    AUTH = 3  # 401 from our API (check --api-key / TALK_API_KEY), or the sign-in token refused or not given
     RATE_LIMITED = 4  # 429: the retry delay is printed
     SETUP_FAILED = 5  # any other failure of our API: 4xx, 5xx, unreachable, malformed answer
     TOKEN_ERROR = 5  # the old name of SETUP_FAILED
@@ -55,7 +58,8 @@ class ExitCode(IntEnum):
 EPILOG = """exit codes:
   0  the assistant answered and its audio was received (also when the server then ended the call at its limit)
   2  usage error (bad arguments, unreadable --wav, --say on the live backend or on audio-only calls)
-  3  our API refused the API key (401)
+  3  our API refused the API key (401); or, with --user-token-command, API Gateway refused the token (401)
+     or the command gave none
   4  rate limited or today's budget is spent (429); "(retry after N s)" is printed
   5  any other failure of our API (4xx such as a wrong URL, 5xx, unreachable, timeout, malformed answer)
   6  OpenAI refused the call of the --token-route path (e.g. the token expired)
@@ -82,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         "implied by a --endpoint ending in /token",
     )
     parser.add_argument("--api-key", help=f"API key of this stack's API (default: ${API_KEY_ENV})")
+    parser.add_argument(
+        "--user-token-command",
+        metavar="COMMAND",
+        help="call as a signed-in user (a stack deployed with JwtIssuer): COMMAND runs in a shell for each call "
+        "and prints a fresh JWT, sent to /user/calls instead of an API key",
+    )
     parser.add_argument("--voice", help="voice to ask for (see GET /options)")
     parser.add_argument("--preset", help="preset to ask for (see GET /options)")
     source = parser.add_mutually_exclusive_group()
@@ -136,6 +146,13 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"--out: no such directory {args.out.parent}"
     if args.say is not None and not args.say.strip():
         return "--say needs some text"
+    if args.user_token_command is not None:
+        if not args.user_token_command.strip():
+            return "--user-token-command needs a command"
+        if args.token_route or resolve_endpoint(args.endpoint).route == "token":
+            return "--user-token-command sets calls up on /user/calls; /token takes no sign-in token"
+        if args.api_key:
+            return "--user-token-command and --api-key: a signed-in user's call carries the JWT, not an API key"
     return None
 
 
@@ -160,9 +177,11 @@ async def _talk(args: argparse.Namespace, microphone: MicrophoneTrack | None) ->
             "use --wav instead of --say"
         )
         return ExitCode.USAGE
+    user = args.user_token_command
     setup = CallSetup(
         endpoint.api_url,
-        api_key=api_key,
+        api_key=None if user else api_key,
+        user_token=command_token(user) if user else None,
         voice=args.voice,
         preset=args.preset,
         backend=options.backend,
@@ -170,7 +189,8 @@ async def _talk(args: argparse.Namespace, microphone: MicrophoneTrack | None) ->
         data_channel=options.data_channel,
     )
     audio_only = "" if options.data_channel else ", audio only"
-    _progress(f"setting up a call at {endpoint.calls_url} (backend {options.backend}{audio_only})")
+    where = f"{endpoint.user_calls_url} as a signed-in user" if user else endpoint.calls_url
+    _progress(f"setting up a call at {where} (backend {options.backend}{audio_only})")
     return await _call(args, RealtimeSession(setup, **_session_kwargs(args, microphone)))
 
 
@@ -193,6 +213,9 @@ async def _talk_with_token(
 
 
 def _setup_failure(exc: EndpointError) -> int:
+    if isinstance(exc, SignInRefused | UserTokenFailed):
+        _progress(exc.message)
+        return ExitCode.AUTH
     if isinstance(exc, AuthError):
         _progress(f"the API refused the API key: {exc.code}: {exc.message}")
         return ExitCode.AUTH

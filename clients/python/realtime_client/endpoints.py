@@ -25,6 +25,11 @@ class Endpoint:
         return f"{self.api_url}/calls"
 
     @property
+    def user_calls_url(self) -> str:
+        """The signed-in users' route (a stack deployed with JwtIssuer): a JWT instead of an API key."""
+        return f"{self.api_url}/user/calls"
+
+    @property
     def token_url(self) -> str:
         return f"{self.api_url}/token"
 
@@ -50,6 +55,8 @@ def resolve_endpoint(url: str) -> Endpoint:
     route = last if last in ROUTES else None
     if route is not None:
         path = head
+    if route == "calls" and path.endswith("/user"):  # the signed-in users' route, /user/calls
+        path, route = path.removesuffix("/user"), "user/calls"
     # A query or fragment belongs to no route of this API; keeping it would put it in front of "/calls".
     return Endpoint(urlunsplit((parts.scheme, parts.netloc, path, "", "")), route)
 
@@ -59,4 +66,6 @@ def not_found_message(method: str, url: str, detail: str) -> str:
     hint = EXPECTED
     if resolve_endpoint(url).route == "token":
         hint += "; /token answers only on a stack deployed with EnableTokenRoute=true (talk uses /calls by default)"
+    if resolve_endpoint(url).route == "user/calls":
+        hint += "; /user/calls answers only on a stack deployed with JwtIssuer and JwtAudience"
     return f"{method} {url} answered 404 ({detail}); expected {hint}"

@@ -25,6 +25,23 @@ class AuthError(EndpointError):
     """401: our service's API key is missing, unknown or revoked."""
 
 
+class SignInRefused(AuthError):
+    """401 from API Gateway's JWT authorizer on `/user/calls`: the signed-in user's token was refused before our
+    function saw it (expired, another issuer or audience, a bad signature). `challenge` is API Gateway's
+    `www-authenticate` header, which says why; get a fresh token from the identity provider."""
+
+    def __init__(self, status: int, code: str, message: str, challenge: str | None) -> None:
+        super().__init__(status, code, message)
+        self.challenge = challenge
+
+
+class UserTokenFailed(EndpointError):
+    """The owner's `user_token` hook (or `talk --user-token-command`) gave no token: nothing was sent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, "user_token_failed", message)
+
+
 class RateLimited(EndpointError):
     """429: per-caller rate limit or the daily budget; `retry_after` is whole seconds."""
 

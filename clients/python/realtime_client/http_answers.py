@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -24,6 +25,7 @@ from realtime_client.errors import (
     InvalidResponse,
     RateLimited,
     ServerError,
+    SignInRefused,
 )
 
 USER_AGENT = "realtime-client/0.2.0"
@@ -45,6 +47,11 @@ def raise_for_error(response: httpx.Response) -> NoReturn:
     status = response.status_code
     code, message = error_fields(response)
     retry = retry_after(response.headers)
+    if status == 401 and _gateway_message(response) is not None:
+        # API Gateway's own refusal ({"message": "Unauthorized"}): its JWT authorizer, before our function ran.
+        challenge = response.headers.get("www-authenticate")
+        raise SignInRefused(status, "sign_in_refused", f"API Gateway refused the sign-in token ({_why(challenge)}); "
+                            "get a fresh token from your identity provider", challenge)
     if status == 401:
         raise AuthError(status, code, message)
     if status == 404:
@@ -63,6 +70,27 @@ def raise_for_error(response: httpx.Response) -> NoReturn:
         location = response.headers.get("Location", "?")
         raise InvalidResponse(status, "unexpected_redirect", f"redirected to {location}; use the final URL")
     raise InvalidResponse(status, "unexpected_status", f"unexpected HTTP status {status}")
+
+
+def _gateway_message(response: httpx.Response) -> str | None:
+    """The `message` of an answer API Gateway itself gave (`{"message": ...}`, never our `{"error": ...}`)."""
+    try:
+        data: Any = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if isinstance(data, dict) and set(data) == {"message"} and isinstance(data["message"], str):
+        return data["message"]
+    return None
+
+
+def _why(challenge: str | None) -> str:
+    """`Bearer scope="" error="invalid_token" error_description="the token has expired"` -> its description."""
+    if not challenge:
+        return "no reason given"
+    match = re.search(r'error_description="([^"]*)"', challenge)
+    if match:
+        return match[1]
+    return "no token was sent" if challenge.strip().lower() == "bearer" else challenge.strip()[:200]
 
 
 def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
