@@ -145,6 +145,26 @@ class TestHumanCheck:
         voice.page.click("#talk")
         voice.wait_for_state("ended")
 
+    def test_a_widget_that_fails_says_so_posts_nothing_and_is_tried_again_on_talk(
+        self, turnstile_system: LocalSystem, browser: Browser, open_page: OpenPage
+    ) -> None:
+        system, standin = turnstile_system, standin_of(turnstile_system)
+        standin.reset()
+        standin.fail_next_widget("300030", times=2)  # the first load, and the retry the first press of Talk makes
+        voice = open_page(system, browser)
+        voice.page.wait_for_function("() => document.querySelector('#human-check').dataset.state === 'error'")
+        voice.page.click("#talk")
+        assert voice.wait_for_state("error", "connected") == "error"
+        assert voice.text("#message") == ("The human check could not be completed (error 300030). Press Talk to try "
+                                          "it again.")
+        assert voice.call_posts == [] and standin.verifications == []
+        voice.page.click("#talk")
+        assert voice.wait_for_state("connected", "error", "ended") == "connected", voice.text("#message")
+        [post] = voice.call_posts
+        assert json_body(post)["turnstile_token"] == standin.widget_loads[2].token
+        voice.page.click("#talk")
+        voice.wait_for_state("ended")
+
 
 class TestWithoutHumanCheck:
     def test_nothing_of_turnstile_is_loaded_or_allowed(self, audio_only_system: LocalSystem, browser: Browser,
