@@ -94,7 +94,8 @@ class TurnstileCheck:
     def _ask(self, token: str, remote_ip: str) -> dict[str, Any]:
         # A fresh idempotency key per verification: should the request be sent twice (a retried connection),
         # Cloudflare answers both alike rather than calling the second a duplicate.
-        body = {"secret": self._secret(), "response": token, "remoteip": remote_ip,
+        # A secret stored from a file may end in a newline, which Cloudflare would refuse as another secret.
+        body = {"secret": self._secret().strip(), "response": token, "remoteip": remote_ip,
                 "idempotency_key": str(uuid.uuid4())}
         started = time.perf_counter()
         try:

@@ -268,3 +268,11 @@ def test_the_timeout_bounds_each_request() -> None:
     TurnstileCheck(http, lambda: SECRET, VERIFY_URL, ("voice.example",), timeout_seconds=2.5,
                    clock=lambda: NOW).verify(TOKEN, "203.0.113.7")
     assert seen == [{"connect": 2.5, "read": 2.5, "write": 2.5, "pool": 2.5}]
+
+
+def test_the_secret_is_sent_without_surrounding_whitespace() -> None:
+    cloudflare = Cloudflare(passed())
+    http = httpx.Client(transport=httpx.MockTransport(cloudflare))
+    TurnstileCheck(http, lambda: f" {SECRET}\n", VERIFY_URL, ("voice.example",), clock=lambda: NOW).verify(
+        TOKEN, "203.0.113.7")
+    assert cloudflare.body()["secret"] == SECRET
