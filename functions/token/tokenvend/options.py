@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokenvend.settings import TURNSTILE_ACTION, Settings
+from tokenvend.settings import LANES, TURNSTILE_ACTION, Settings
 
 
 class PublicOptions:
@@ -34,7 +34,7 @@ class PublicOptions:
                 "site_key": s.turnstile.site_key, "script_url": s.turnstile.script_url, "action": TURNSTILE_ACTION},
             # Each lane's and each caller's share of a day, in minutes (how much is left is not said).
             "daily_minutes": {"total": limits.daily_call_seconds / 60,
-                              **{lane: seconds / 60 for lane, seconds in limits.lane_call_seconds.items()},
+                              **{lane: limits.lane_limit(True, lane) / 60 for lane in LANES},
                               "per_caller": limits.caller_daily_call_seconds / 60},
         }
 

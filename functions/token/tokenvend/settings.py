@@ -101,12 +101,15 @@ class LimitSettings(NamedTuple):
     user_burst: int = 5
     user_rate_per_hour: float = 20
     # Each lane's share of the day (seconds of calls, and tokens), keyed by lane; a lane missing here has none.
-    lane_call_seconds: Mapping[str, int] = {}
-    lane_tokens: Mapping[str, int] = {}
+    # None: no lanes, any caller may take the whole day (how settings made without the template read).
+    lane_call_seconds: Mapping[str, int] | None = None
+    lane_tokens: Mapping[str, int] | None = None
     caller_daily_call_seconds: int = 900
 
-    def lane_limit(self, attribute_is_seconds: bool, lane: str) -> int:
-        return (self.lane_call_seconds if attribute_is_seconds else self.lane_tokens).get(lane, 0)
+    def lane_limit(self, call: bool, lane: str) -> int:
+        lanes, day = ((self.lane_call_seconds, self.daily_call_seconds) if call
+                      else (self.lane_tokens, self.global_daily_limit))
+        return day if lanes is None else lanes.get(lane, 0)
 
 
 class TurnstileSettings(NamedTuple):

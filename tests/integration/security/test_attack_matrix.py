@@ -35,6 +35,7 @@ from tests.integration.security.security_support import (
     table_state,
 )
 from tokenvend import admin, table
+from tokenvend.admission import RequestFacts
 from tokenvend.limiter import Limiter, Spend
 
 RESULTS: list[dict[str, Any]] = []
@@ -293,7 +294,7 @@ def test_a_give_back_never_takes_the_day_below_zero(stack: LocalStack, fresh_sta
     assert limiter.credit(day, 25) and day_seconds(api) == 0
     assert not limiter.credit(day, 1) and day_seconds(api) == 0
     grant_like = limiter.acquire(api.module.services.calls._admission.identify(
-        type("Facts", (), {"authorization": None, "source_ip": "198.51.100.40"})()), Spend.call(limiter.limits, 25))
+        RequestFacts(None, "198.51.100.40")), Spend.call(limiter.limits, 25))
     api.dynamodb.update_item(TableName=stack.table_name, Key={"pk": {"S": table.day_pk(grant_like.day)}},
                              UpdateExpression="SET call_seconds = :zero", ExpressionAttributeValues={
                                  ":zero": {"N": "0"}})

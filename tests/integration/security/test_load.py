@@ -41,7 +41,9 @@ TIME_LIMIT_SECONDS = 45.0  # about 16 s on an idle machine; headroom for a loade
 ANON_BURST, KEY_BURST, GLOBAL_CAP = 5, 10, 42  # 5 + 4 x 10 = 45 > 42: the global cap binds
 PARAMETERS = {**UNTHROTTLED, "EnableTokenRoute": "true",
               "AnonymousBurst": str(ANON_BURST), "AnonymousRatePerHour": "1", "ApiKeyBurst": str(KEY_BURST),
-              "ApiKeyRatePerHour": "1", "GlobalDailyLimit": str(GLOBAL_CAP)}
+              "ApiKeyRatePerHour": "1", "GlobalDailyLimit": str(GLOBAL_CAP),
+              # Lanes as large as the day (tokens follow the lanes' shares): the global cap is what binds here.
+              "AnonymousDailyCallMinutes": "60", "ApiKeyDailyCallMinutes": "60"}
 
 
 @pytest.fixture(scope="module")

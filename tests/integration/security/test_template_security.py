@@ -160,6 +160,8 @@ def test_iam_is_scoped_to_this_stacks_own_resources(existing_secret: str) -> Non
     allowed = {
         "TokenFunctionRole": [
             key_secret, {"Ref": "HashSaltSecret"}, {"Fn::GetAtt": ["LimitsTable", "Arn"]},
+            # The owner's Turnstile secret, named by its parameter, only where Turnstile is set up.
+            {"Fn::If": ["HasTurnstile", {"Ref": "TurnstileSecretArn"}, {"Ref": "AWS::NoValue"}]},
             # its one state machine: start executions of it, stop executions of it
             {"Ref": "LeashStateMachine"},
             {"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
@@ -199,6 +201,10 @@ def test_iam_is_scoped_to_this_stacks_own_resources(existing_secret: str) -> Non
     for permission in permissions:
         assert permission["Properties"]["Principal"] == "apigateway.amazonaws.com"
         source = permission["Properties"]["SourceArn"]["Fn::Sub"]
+        if isinstance(source, str):  # ours, for the signed-in users' route: that route of this API only
+            assert source == ("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}"
+                              "/*/*/user/calls")
+            continue
         assert source[0].startswith("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${__ApiId__}/")
         assert source[1]["__ApiId__"] == {"Ref": "HttpApi"}
     # The bucket: CloudFront of this distribution may read, nobody may use plain HTTP.

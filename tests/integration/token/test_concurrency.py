@@ -80,7 +80,9 @@ def run_scenario(stack: LocalStack, standin: StandIn, moto_endpoint: str, log_pa
     env = {**AWS_ENV, **stack.function_env["TokenFunction"], "OPENAI_BASE_URL": standin.base_url,
            "AWS_ENDPOINT_URL": moto_endpoint, "POWERTOOLS_TRACE_DISABLED": "true",
            "ANONYMOUS_BURST": str(BURST), "ANONYMOUS_RATE_PER_HOUR": "0.001",  # no refill during the test
-           "GLOBAL_DAILY_LIMIT": str(global_limit)}
+           "GLOBAL_DAILY_LIMIT": str(global_limit),
+           # The whole day is this test's anonymous callers' to race for: their lane is the day.
+           "ANONYMOUS_DAILY_CALL_MINUTES": stack.function_env["TokenFunction"]["DAILY_CALL_MINUTES"]}
     routes = routes_from_template(stack.resources, "TokenFunction")
     route, params = match_route(routes, "POST", "/token")
     plan = [ip for ip in source_ips() for _ in range(REQUESTS_PER_CALLER)]

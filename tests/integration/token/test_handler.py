@@ -148,7 +148,7 @@ def test_openapi_document_describes_every_route_and_the_error_shape(token_api: T
     assert response.status == 200
     doc = body_of(response)
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {"/calls", "/calls/{call_id}/hangup", "/token", "/options", "/health"}
+    assert set(doc["paths"]) == {"/calls", "/user/calls", "/calls/{call_id}/hangup", "/token", "/options", "/health"}
     calls = doc["paths"]["/calls"]["post"]
     assert {"201", "400", "413", "429", "503"} <= set(calls["responses"]) and "422" not in calls["responses"]
     call_schema = doc["components"]["schemas"]["CallRequest"]

@@ -115,7 +115,7 @@ def test_global_cap_is_exact_and_rolls_over_at_utc_midnight(stack: LocalStack, d
     assert day_count(dynamodb, stack, "2030-05-17") == 5
     # Yesterday's counter expires by TTL a day after its day ended.
     item = dynamodb.get_item(TableName=stack.table_name, Key={"pk": {"S": "day#2030-05-17"}})["Item"]
-    assert int(item[table.TTL]["N"]) == int((DAY + timedelta(days=2)).timestamp())
+    assert int(item[table.TTL]["N"]) == int((DAY + timedelta(days=1)).timestamp()) + table.DAY_KEEP_SECONDS
 
 
 def test_a_request_refused_by_the_global_cap_is_not_charged_to_the_caller(stack: LocalStack, dynamodb: Any) -> None:

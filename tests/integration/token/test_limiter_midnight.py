@@ -69,7 +69,7 @@ def test_tokens_across_midnight_each_day_its_own_cap(stack: LocalStack, dynamodb
     # Each day's item expires a day after its own end.
     for day, end in ((FIRST, MIDNIGHT), (SECOND, MIDNIGHT + timedelta(days=1))):
         ttl = int(day_item(dynamodb, stack, day)[table.TTL]["N"])
-        assert ttl == int((end + timedelta(days=1)).timestamp()), day
+        assert ttl == int(end.timestamp()) + table.DAY_KEEP_SECONDS, day
 
 
 def test_call_seconds_across_midnight_credit_goes_to_the_day_charged(stack: LocalStack, dynamodb: Any) -> None:
