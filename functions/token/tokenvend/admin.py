@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--burst", type=_positive_int, help="this key's burst (default: the stack's ApiKeyBurst)")
     create.add_argument("--rate-per-hour", type=_positive_rate,
                         help="tokens per hour this key earns back (default: the stack's ApiKeyRatePerHour)")
+    create.add_argument("--daily-minutes", type=_positive_rate,
+                        help="call minutes this key may hold per UTC day, within the API keys' lane "
+                             "(default: the stack's CallerDailyCallMinutes)")
     commands.add_parser("list", help="list keys (never the keys themselves)")
     revoke = commands.add_parser("revoke", help="revoke a key, effective on its next request")
     revoke.add_argument("key", metavar="id-or-name", help="the key id from `list`, or its name if unique")
@@ -201,7 +204,8 @@ def _run(args: argparse.Namespace, client: Any, out: TextIO, *, secrets_client: 
     store = ApiKeyStore(client, args.table)
     match args.command:
         case "create":
-            key, record = store.create(args.name, burst=args.burst, rate_per_hour=args.rate_per_hour)
+            key, record = store.create(args.name, burst=args.burst, rate_per_hour=args.rate_per_hour,
+                                       daily_call_minutes=args.daily_minutes)
             print(f"id:   {record.key_id}", file=out)
             print(f"name: {record.name}", file=out)
             print(f"key:  {key}", file=out)

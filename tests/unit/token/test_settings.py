@@ -348,3 +348,43 @@ def test_the_leash_functions_defaults_parse() -> None:
     settings = LeashSettings.from_env(_leash_env())
     assert settings.secret_cache_seconds == int(PARAMETERS["SecretCacheSeconds"]["Default"])
     assert set(LEASH_FEEDS) == {"OpenAIBaseUrl", "SecretCacheSeconds", "LogLevel"}
+
+
+# --- lanes and a caller's share of the day ----------------------------------------------------------------------
+
+def test_automatic_lanes_add_up_to_the_day_among_the_lanes_in_use() -> None:
+    alone = parse().limits  # no signed-in users: anonymous callers two parts, keys one
+    assert dict(alone.lane_call_seconds or {}) == {"anonymous": 2400, "api_key": 1200, "user": 0}
+    signed_in = parse(JWT_ISSUER="https://issuer.example/", JWT_AUDIENCE="app").limits
+    assert dict(signed_in.lane_call_seconds or {}) == {"anonymous": 1800, "api_key": 900, "user": 900}
+    keys_only = parse(ALLOW_ANONYMOUS="false").limits
+    assert dict(keys_only.lane_call_seconds or {}) == {"anonymous": 0, "api_key": 3600, "user": 0}
+    # Tokens follow the same shares of the day.
+    assert dict(signed_in.lane_tokens or {}) == {"anonymous": 250, "api_key": 125, "user": 125}
+
+
+def test_explicit_lanes_are_kept_and_automatic_ones_share_the_rest() -> None:
+    limits = parse(JWT_ISSUER="https://issuer.example/", JWT_AUDIENCE="app", USER_DAILY_CALL_MINUTES="40").limits
+    assert dict(limits.lane_call_seconds or {}) == {"anonymous": 800, "api_key": 400, "user": 2400}
+    overbooked = parse(ANONYMOUS_DAILY_CALL_MINUTES="60", API_KEY_DAILY_CALL_MINUTES="60").limits
+    assert dict(overbooked.lane_call_seconds or {}) == {"anonymous": 3600, "api_key": 3600, "user": 0}
+
+
+@pytest.mark.parametrize(("env", "names"), [
+    ({"ANONYMOUS_DAILY_CALL_MINUTES": "61"}, "ANONYMOUS_DAILY_CALL_MINUTES"),
+    ({"DAILY_CALL_MINUTES": "2", "API_KEY_DAILY_CALL_MINUTES": "3"}, "API_KEY_DAILY_CALL_MINUTES"),
+    ({"CALLER_DAILY_CALL_MINUTES": "5", "MAX_CALL_SECONDS": "300"}, "CALLER_DAILY_CALL_MINUTES"),
+    ({"JWT_ISSUER": "https://issuer.example/"}, "JWT_AUDIENCE"),
+    ({"TURNSTILE_SITE_KEY": "0x4AAA"}, "TURNSTILE_SECRET_ARN"),
+])
+def test_lanes_and_callers_that_contradict_the_day(env: dict[str, str], names: str) -> None:
+    """Rules compare no numbers: a lane larger than the day, or a caller's share that holds no call, is refused
+    by every cold start (and so by make run and make deploy-check) instead."""
+    with pytest.raises(SettingsError, match=names):
+        parse(**env)
+
+
+def test_a_callers_automatic_share_is_three_of_the_longest_calls() -> None:
+    assert parse().limits.caller_daily_call_seconds == 3 * 305
+    assert parse(MAX_CALL_SECONDS="3600").limits.caller_daily_call_seconds == 3 * 3605
+    assert parse(CALLER_DAILY_CALL_MINUTES="10.5").limits.caller_daily_call_seconds == 630
