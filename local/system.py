@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import boto3
 from moto.server import ThreadedMotoServer
 
-from local import site
+from local import site, turnstile_standin
 from local.apigw import Cors, HttpResponse, Route, Throttles, routes_from_template
 from local.atomic_moto import serialise_item_operations
 from local.functions import FunctionPool
@@ -43,6 +43,7 @@ from local.openai_standin.server import StandIn
 from local.parameters import validate
 from local.states import LAMBDA_INVOKE
 from local.template_stack import TEMPLATE, LocalStack, load_template, provision
+from local.turnstile_standin import TurnstileStandIn
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
@@ -64,7 +65,8 @@ class LocalSystem:
         `template` lets a test run another template (a function that fails on purpose); `retry_jitter` is the
         chance the state machines' FULL-jitter retries draw from (uniform in [0, 1)), and `clock` the gateway's
         throttles' (seconds), for tests that fix them."""
-        self._parameters = dict(parameters or {})
+        # A Turnstile site key alone gets a placeholder secret (the rules want both): the stand-in fills it in.
+        self._parameters = turnstile_standin.with_placeholder_secret(parameters or {})
         declared = load_template(template)
         validate(self._parameters, declared.get("Parameters", {}), declared.get("Rules", {}))
         self._host = host
@@ -87,6 +89,7 @@ class LocalSystem:
                                  aws_secret_access_key=AWS_ENV["AWS_SECRET_ACCESS_KEY"],
                                  aws_session_token=AWS_ENV["AWS_SESSION_TOKEN"], region_name=AWS_ENV["AWS_REGION"])
         self.standin: StandIn | None = None
+        self.turnstile: TurnstileStandIn | None = None  # Cloudflare Turnstile's stand-in, with a TurnstileSiteKey
         self.stack: LocalStack | None = None
         self.pools: dict[str, FunctionPool] = {}  # logical id -> the function's containers
         self.function_envs: dict[str, dict[str, str]] = {}
@@ -110,6 +113,7 @@ class LocalSystem:
     def _start(self) -> None:
         page_origins = self._bind()
         self._start_moto()
+        self._parameters, self.turnstile = turnstile_standin.start_for(self._parameters, self.client("secretsmanager"))
         extra = self._parameters.get("AllowedOrigins", "none")
         origins = ",".join(page_origins + [o for o in extra.split(",") if o and o != "none"])
         # moto keeps its state per process, not per server: a unique name keeps two systems in one process apart.
@@ -206,6 +210,9 @@ class LocalSystem:
         if self.standin:
             self.standin.stop()
             self.standin = None
+        if self.turnstile:
+            self.turnstile.stop()
+            self.turnstile = None
         if self.moto:
             self.moto.stop()
             self.moto = None
@@ -249,7 +256,7 @@ class LocalSystem:
         return site.config_json(self.api_url)
 
     def content_security_policy(self) -> str:
-        return site.content_security_policy()
+        return site.content_security_policy(self._parameters)
 
     # --- wiring ---------------------------------------------------------------------------------------------------
 
@@ -263,7 +270,8 @@ class LocalSystem:
 
     def _page(self, path: str) -> HttpResponse:
         return site.page_response(path, csp=self.content_security_policy(), config=self.config_json(),
-                                  api_url=self.api_url)
+                                  api_url=self.api_url,
+                                  turnstile_script_url=site.turnstile_script_url(self._parameters))
 
     def _log(self, line: str) -> None:
         if self.request_log:
