@@ -14,7 +14,7 @@ from deploy.providers import ACCOUNT, client
 from local.template_stack import ACCOUNT_ID, REGION
 from tokenvend import metric_names, routes
 from tokenvend.errors import Code
-from tokenvend.settings import LeashSettings, Settings
+from tokenvend.settings import LANES, LeashSettings, Settings
 
 RETAINED = ("LimitsTable", "OpenAIKeySecret")  # DeletionPolicy: Retain
 
@@ -287,6 +287,8 @@ def emitted(metric: dict[str, Any]) -> bool:
         return False
     if not dimensions:  # service alone: an alarmed count's second datapoint, seconds, or latency
         return name in metric_names.ALARMED_COUNTS or name in SERVICE_ONLY
+    if name in metric_names.BY_LANE:
+        return set(dimensions) == {"lane"} and dimensions["lane"] in LANES
     return name == metric_names.DENIED and set(dimensions) == {"reason"} and dimensions["reason"] in DENIAL_CODES
 
 

@@ -37,6 +37,7 @@ CLIENT_ERRORS = "ClientErrors"
 # alarm watches the anonymous lane running out (someone may be draining it).
 LANE_SECONDS_RESERVED = "LaneSecondsReserved"
 LANE_EXHAUSTED = "LaneExhausted"
+BY_LANE = frozenset({LANE_SECONDS_RESERVED, LANE_EXHAUSTED})  # emitted with `service` and `lane` only
 
 # Counts an alarm watches: each is also emitted with `service` alone.
 ALARMED_COUNTS = frozenset({TOKENS_ISSUED, LEASH_FAILURES, UPSTREAM_ERRORS, OFFERS_REJECTED, CLIENT_ERRORS})
