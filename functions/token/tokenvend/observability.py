@@ -20,11 +20,13 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 # Requests that count nothing (health checks, options) are normal here, not a mistake worth a warning per call.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-# The template sets POWERTOOLS_METRICS_NAMESPACE; the default keeps metrics valid wherever the code runs.
+# The API's function is "token-vend" in "RealtimeTokenVend" by default: its environment has no room to say so (Lambda
+# allows 4 KB, which the owner's parameters fill); the leash function's sets POWERTOOLS_SERVICE_NAME to "leash".
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "RealtimeTokenVend"
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "token-vend"
 
-logger = Logger()
-metrics = Metrics(namespace=NAMESPACE)
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
 def count(name: str, **dimensions: str) -> None:

@@ -126,10 +126,10 @@ class TurnstileSettings(NamedTuple):
 
 
 class JwtSettings(NamedTuple):
-    """The signed-in users' issuer: API Gateway checks their tokens; the function checks the issuer once more."""
+    """The signed-in users' issuer: API Gateway checks their tokens (the audience too, which the function never
+    needs: the template's Rules pair the two); the function checks the issuer once more."""
 
     issuer: str
-    audiences: tuple[str, ...]
 
 
 class Settings(NamedTuple):
@@ -353,15 +353,13 @@ def _shares(lanes: Mapping[str, int], day: int, in_use: Mapping[str, bool]) -> d
 
 
 def _parse_jwt(env: _Env) -> JwtSettings | None:
-    issuer, audience = env.optional("JWT_ISSUER"), env.optional("JWT_AUDIENCE")
-    if issuer is None and audience is None:
+    issuer = env.optional("JWT_ISSUER")
+    if issuer is None:
         return None
-    if issuer is None or audience is None:
-        raise SettingsError("JWT_ISSUER and JWT_AUDIENCE go together: set both for signed-in users, or neither")
     parts = urlsplit(issuer)
     if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
         raise SettingsError(f"JWT_ISSUER must be an https URL (the tokens' iss), got {issuer!r}")
-    return JwtSettings(issuer, env.csv("JWT_AUDIENCE", ""))
+    return JwtSettings(issuer)
 
 
 def _parse_turnstile(env: _Env) -> TurnstileSettings | None:

@@ -150,7 +150,7 @@ def test_built_handler_imports_with_only_its_package_and_the_runtime(x86_build: 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "heavy []" in result.stdout
     assert f"served {function / 'openapi.json'} ['/calls', '/calls/{{call_id}}/hangup', '/health', '/options', " \
-           "'/token']" in result.stdout
+           "'/token', '/user/calls']" in result.stdout
     answers = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("answer ")]
     assert answers == [["/health", "200"], ["/options", "200"], ["/openapi.json", "200"], ["/calls", "400"],
                        ["/calls", "503"], ["/calls/rtc_1/hangup", "503"], ["/token", "404"], ["/nope", "404"]]

@@ -19,7 +19,7 @@ from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
 from deploy.checks import emitted
 from deploy.rehearsal import holds
 from local.template_stack import load_template, translate
-from tokenvend import metric_names, routes
+from tokenvend import metric_names, observability, routes
 
 ROOT = Path(__file__).resolve().parents[3]
 SOURCE = load_template()
@@ -153,7 +153,7 @@ def test_alarms_exist_only_with_an_alert_email_and_notify_it() -> None:
         if r["Type"] == "AWS::CloudWatch::Alarm")
     alarms = [r for r in ALERTS["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     params = {"AlertEmail": "owner@example.com", "EnableTokenRoute": "true"}
-    assert len(alarms) == 8 and all(_resolved(a["Condition"], ALERTS, params) for a in alarms)
+    assert len(alarms) == 9 and all(_resolved(a["Condition"], ALERTS, params) for a in alarms)
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlertTopic"}] for a in alarms)
 
 
@@ -174,14 +174,18 @@ def test_metric_names_namespace_and_services_are_the_templates() -> None:
     for function, service in (("TokenFunction", metric_names.SERVICE_API),
                               ("LeashFunction", metric_names.SERVICE_LEASH)):
         env = SOURCE["Resources"][function]["Properties"]["Environment"]["Variables"]
-        assert env["POWERTOOLS_METRICS_NAMESPACE"] == metric_names.NAMESPACE
-        assert env["POWERTOOLS_SERVICE_NAME"] == service
+        # The API's function has no room in its environment for them: its service and namespace are the code's.
+        assert env.get("POWERTOOLS_METRICS_NAMESPACE", observability.NAMESPACE) == metric_names.NAMESPACE
+        assert env.get("POWERTOOLS_SERVICE_NAME", observability.SERVICE) == service
 
 
 def test_the_routes_the_function_declares_are_the_templates_events() -> None:
     events = SOURCE["Resources"]["TokenFunction"]["Properties"]["Events"].values()
     declared = {(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events}
-    assert declared - {("ANY", "/{proxy+}")} == {(r.method, r.path) for r in routes.ROUTES}
+    # The signed-in users' route is no SAM event: a route of its own behind the JWT authorizer (UserCallsRoute).
+    assert declared - {("ANY", "/{proxy+}")} == {(r.method, r.path) for r in routes.ROUTES} - {("POST", "/user/calls")}
+    user_route = SOURCE["Resources"]["UserCallsRoute"]["Properties"]
+    assert (user_route["RouteKey"], user_route["AuthorizationType"]) == ("POST /user/calls", "JWT")
     assert ("ANY", "/{proxy+}") in declared
 
 

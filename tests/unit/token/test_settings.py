@@ -355,7 +355,7 @@ def test_the_leash_functions_defaults_parse() -> None:
 def test_automatic_lanes_add_up_to_the_day_among_the_lanes_in_use() -> None:
     alone = parse().limits  # no signed-in users: anonymous callers two parts, keys one
     assert dict(alone.lane_call_seconds or {}) == {"anonymous": 2400, "api_key": 1200, "user": 0}
-    signed_in = parse(JWT_ISSUER="https://issuer.example/", JWT_AUDIENCE="app").limits
+    signed_in = parse(JWT_ISSUER="https://issuer.example/").limits
     assert dict(signed_in.lane_call_seconds or {}) == {"anonymous": 1800, "api_key": 900, "user": 900}
     keys_only = parse(ALLOW_ANONYMOUS="false").limits
     assert dict(keys_only.lane_call_seconds or {}) == {"anonymous": 0, "api_key": 3600, "user": 0}
@@ -364,7 +364,7 @@ def test_automatic_lanes_add_up_to_the_day_among_the_lanes_in_use() -> None:
 
 
 def test_explicit_lanes_are_kept_and_automatic_ones_share_the_rest() -> None:
-    limits = parse(JWT_ISSUER="https://issuer.example/", JWT_AUDIENCE="app", USER_DAILY_CALL_MINUTES="40").limits
+    limits = parse(JWT_ISSUER="https://issuer.example/", USER_DAILY_CALL_MINUTES="40").limits
     assert dict(limits.lane_call_seconds or {}) == {"anonymous": 800, "api_key": 400, "user": 2400}
     overbooked = parse(ANONYMOUS_DAILY_CALL_MINUTES="60", API_KEY_DAILY_CALL_MINUTES="60").limits
     assert dict(overbooked.lane_call_seconds or {}) == {"anonymous": 3600, "api_key": 3600, "user": 0}
@@ -374,7 +374,6 @@ def test_explicit_lanes_are_kept_and_automatic_ones_share_the_rest() -> None:
     ({"ANONYMOUS_DAILY_CALL_MINUTES": "61"}, "ANONYMOUS_DAILY_CALL_MINUTES"),
     ({"DAILY_CALL_MINUTES": "2", "API_KEY_DAILY_CALL_MINUTES": "3"}, "API_KEY_DAILY_CALL_MINUTES"),
     ({"CALLER_DAILY_CALL_MINUTES": "5", "MAX_CALL_SECONDS": "300"}, "CALLER_DAILY_CALL_MINUTES"),
-    ({"JWT_ISSUER": "https://issuer.example/"}, "JWT_AUDIENCE"),
     ({"TURNSTILE_SITE_KEY": "0x4AAA"}, "TURNSTILE_SECRET_ARN"),
 ])
 def test_lanes_and_callers_that_contradict_the_day(env: dict[str, str], names: str) -> None:
