@@ -139,12 +139,16 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+# Where a call is set up, each answer carrying its own hangup token: anonymous and API-key callers', signed-in users'.
+CALL_ROUTES = ("/calls", "/user/calls")
+
+
 def record_response(method: str, path: str, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
     """Keep an answer for the leak scan, and the token it carries for the session-end check."""
     EVIDENCE.responses.append(CapturedResponse(method, path, status, list(headers), body))
     if status == 200 and path == "/token":
         EVIDENCE.tokens.add(json.loads(body)["token"])
-    if status == 201 and path == "/calls":
+    if status == 201 and path in CALL_ROUTES:
         EVIDENCE.hangup_tokens.add(json.loads(body)["hangup_token"])
 
 

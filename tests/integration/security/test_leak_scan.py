@@ -23,7 +23,7 @@ from deployer import build_config, config_body
 from local.openai_standin.client_secrets import Fault
 from local.openai_standin.server import StandIn
 from local.template_stack import LocalStack, _Resolver, load_template, translate
-from tests.integration.harness import EVIDENCE, CapturedResponse, load_token_app
+from tests.integration.harness import CALL_ROUTES, EVIDENCE, CapturedResponse, load_token_app
 from tests.integration.offers import make_offer
 from tests.integration.security.security_support import (
     CANARY_KEY,
@@ -172,7 +172,7 @@ def scan_hangup_tokens(hangup_tokens: set[str], lines: list[str], responses: lis
         body, head = response.body.decode("utf-8", "replace"), "\n".join(f"{k}: {v}" for k, v in response.headers)
         findings += [f"header of {response.path}: hangup token" for t in hangup_tokens if t in head]
         own = None
-        if response.status == 201 and response.path == "/calls" and response.method == "POST":
+        if response.status == 201 and response.path in CALL_ROUTES and response.method == "POST":
             own = json.loads(response.body)["hangup_token"]
             carried[own] = carried.get(own, 0) + 1
         findings += [f"{response.method} {response.path} {response.status} carries a hangup token"
