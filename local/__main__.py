@@ -18,7 +18,7 @@ from local.functions import FunctionStartError
 from local.listener import PortBusy
 from local.parameters import ParameterError, parse_overrides
 from local.supervision import stop_on_signals
-from local.system import LocalSystem
+from local.system import AWS_ENV, LocalSystem
 
 
 def main() -> int:
@@ -73,12 +73,29 @@ def _banner(system: LocalSystem, key: str | None, seconds: float) -> None:
   AWS (moto)       {system.moto_url}   table {system.stack.table_name}, secrets from template.yaml
   OpenAI           {openai}
   API              {system.api_url}   (POST /calls, GET /options, /health, /openapi.json)
-  Leash            {leash or "none in the template"}
+  Leash            {leash or "none in the template"}{_optional_lines(system)}
   Function logs    {system.function_log}
   Started in {seconds:.1f} s.
 
   Open {system.page_url} and click Talk.   Ctrl-C stops everything.
 """, flush=True)
+
+
+def _optional_lines(system: LocalSystem) -> str:
+    """The signed-in users' route and the human check, where the parameters switch them on."""
+    lines = []
+    if any(route.path == "/user/calls" for route in system.routes):
+        lines.append("  Signed-in users  POST /user/calls behind the JWT authorizer (JwtIssuer, JwtAudience)")
+    if system.turnstile is not None:
+        lines.append(f"  Turnstile        Cloudflare's stand-in at {system.turnstile.url} (widget and siteverify)")
+    salt = system.stack.physical_ids.get("HashSaltSecret") if system.stack else None
+    if salt:
+        names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+        aws = " ".join(f"{name}={AWS_ENV[name]}" for name in names)
+        lines.append(f"  Admin            {aws} AWS_ENDPOINT_URL={system.moto_url} "
+                     f"TABLE_NAME={system.stack.table_name} HASH_SALT_SECRET_ARN={salt} "
+                     "PYTHONPATH=functions/token .venv/bin/python -m tokenvend.admin usage")
+    return "".join("\n" + line for line in lines)
 
 
 if __name__ == "__main__":
