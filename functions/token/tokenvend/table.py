@@ -1,7 +1,8 @@
 """The layout of the one DynamoDB table (partition key `pk`, TTL attribute `ttl`), shared by the limiter, the
 API-key store and the call records. One table, seven kinds of item:
 
-- `bucket#<caller hash>`: an anonymous caller's GCRA state (`tat`), deleted by TTL once the bucket is full again.
+- `bucket#<caller hash>`: an anonymous or signed-in caller's GCRA state (`tat`), deleted by TTL once the bucket is
+  full again.
 - `key#<sha256 of the key>`: an API key: name, created/last-used times, revoked flag, optional own limits, and its
   GCRA state, so one write both meters the key and proves it is not revoked.
 - `day#<YYYY-MM-DD>`: that UTC day's budgets: tokens issued, and call seconds reserved, each in total and per lane
