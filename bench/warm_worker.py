@@ -238,21 +238,48 @@ def main(config_path: str, result_path: str) -> None:
                                               ":ttl": {"N": str(new_tat // 1000 + 3600)}},
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }},
-            {"Update": {
+            {"Update": {  # the day's total and the anonymous lane beside it
                 "TableName": table, "Key": {"pk": {"S": f"day#{day_start:%Y-%m-%d}"}},
-                "UpdateExpression": "ADD #count :amount SET #ttl = :ttl",
-                "ConditionExpression": "attribute_not_exists(#count) OR #count <= :room",
-                "ExpressionAttributeNames": {"#count": counter, "#ttl": "ttl"},
+                "UpdateExpression": "ADD #count :amount, #lane :amount SET #ttl = :ttl",
+                "ConditionExpression": "(attribute_not_exists(#count) OR #count <= :room) AND "
+                                       "(attribute_not_exists(#lane) OR #lane <= :lane_room)",
+                "ExpressionAttributeNames": {"#count": counter, "#ttl": "ttl", "#lane": f"{counter}_anonymous"},
                 "ExpressionAttributeValues": {":amount": {"N": str(amount)}, ":room": {"N": str(limit - amount)},
-                                              ":ttl": {"N": str(day_end // 1000 + 86_400)}},
+                                              ":lane_room": {"N": str(limit - amount)},
+                                              ":ttl": {"N": str(day_end // 1000 + 7 * 86_400)}},
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }},
+            callers_day(n, counter, amount, day_start, day_end),
             {"ConditionCheck": {
                 "TableName": table, "Key": {"pk": {"S": "control"}},
                 "ConditionExpression": "attribute_not_exists(#paused) OR #paused = :false",
                 "ExpressionAttributeNames": {"#paused": "paused"},
                 "ExpressionAttributeValues": {":false": {"BOOL": False}},
             }},
+            {"ConditionCheck": {  # the owner has not blocked the caller
+                "TableName": table, "Key": {"pk": {"S": f"block#floor-{n % CALLERS}"}},
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": "pk"},
+            }},
         ]
+
+    def callers_day(n: int, counter: str, amount: int, day_start: datetime, day_end: int) -> dict[str, Any]:
+        """The caller's own day: a call's seconds under its share (tokens have none), its kind and network."""
+        call = counter == "call_seconds"
+        names = {"#count": counter, "#ttl": "ttl", "#kind": "kind", "#network": "network"}
+        values = {":amount": {"N": str(amount)}, ":kind": {"S": "anonymous"}, ":network": {"S": "10.0.0.0/24"},
+                  ":ttl": {"N": str(day_end // 1000 + 7 * 86_400)}}
+        update = "ADD #count :amount SET #ttl = :ttl, #kind = :kind, #network = :network"
+        part: dict[str, Any] = {"TableName": table, "Key": {"pk": {"S": f"spent#{day_start:%Y-%m-%d}#floor-{n}"}},
+                                "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+        if call:
+            names["#calls"] = "calls"
+            values[":one"] = {"N": "1"}
+            update = update.replace("ADD #count :amount", "ADD #count :amount, #calls :one")
+            part["ConditionExpression"] = "attribute_not_exists(#count) OR #count <= :room"
+            values[":room"] = {"N": str(int(app.settings.limits.caller_daily_call_seconds) - amount)}
+        part["UpdateExpression"] = update
+        return {"Update": part}
 
     def floor() -> float:
         n = next(serial)
