@@ -270,7 +270,9 @@ def main(config_path: str, result_path: str) -> None:
         values = {":amount": {"N": str(amount)}, ":kind": {"S": "anonymous"}, ":network": {"S": "10.0.0.0/24"},
                   ":ttl": {"N": str(day_end // 1000 + 7 * 86_400)}}
         update = "ADD #count :amount SET #ttl = :ttl, #kind = :kind, #network = :network"
-        part: dict[str, Any] = {"TableName": table, "Key": {"pk": {"S": f"spent#{day_start:%Y-%m-%d}#floor-{n}"}},
+        # One item per caller of the small pool, as the handler's callers have: the table must not grow with the run.
+        key = {"pk": {"S": f"spent#{day_start:%Y-%m-%d}#floor-{n % CALLERS}"}}
+        part: dict[str, Any] = {"TableName": table, "Key": key,
                                 "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
         if call:
             names["#calls"] = "calls"
