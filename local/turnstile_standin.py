@@ -17,6 +17,7 @@ a 5xx, a body that is not JSON, a refusal).
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import threading
@@ -526,6 +527,8 @@ _WIDGET = """\
 
 # --- the local system -------------------------------------------------------------------------------------------
 
+# Cloudflare's documented dummy secret key that always passes: what a verify service of one's own likely knows.
+CLOUDFLARE_TEST_SECRET = "1x0000000000000000000000000000000AA"  # noqa: S105 - public test value, no real key
 # Satisfies the template's rule that a site key comes with a secret before the stand-in has made one (start_for
 # replaces it with the secret it makes).
 PLACEHOLDER_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:turnstile-standin"  # noqa: S105
@@ -540,7 +543,7 @@ def plays_cloudflare(parameters: Mapping[str, str]) -> bool:
 def with_placeholder_secret(parameters: Mapping[str, str]) -> dict[str, str]:
     """`parameters` as the template's rules take them before anything runs: a site key alone gets a placeholder
     secret ARN, which start_for then replaces."""
-    if plays_cloudflare(parameters) and not parameters.get("TurnstileSecretArn"):
+    if (parameters.get("TurnstileSiteKey") or "").strip() and not parameters.get("TurnstileSecretArn"):
         return {**parameters, "TurnstileSecretArn": PLACEHOLDER_SECRET_ARN}
     return dict(parameters)
 
@@ -549,9 +552,18 @@ def start_for(parameters: dict[str, str], secretsmanager_client: Any) -> tuple[d
     """With a site key and Cloudflare's verify URL: a stand-in started for that site key, and the parameters pointing
     the function at it. Its secret is the value of the secret TurnstileSecretArn names when that exists (in the moto
     the client points at); otherwise a new secret holds the stand-in's own. Without a site key, or with a verify URL
-    of one's own: the parameters as they are, and no stand-in."""
+    of one's own: no stand-in, and a secret where TurnstileSecretArn names none in this moto (`TURNSTILE_SECRET` from
+    the environment, else Cloudflare's documented test secret that always passes), so that a verify service of one's
+    own is asked with a secret it can know."""
     if not plays_cloudflare(parameters):
-        return dict(parameters), None
+        if not (parameters.get("TurnstileSiteKey") or "").strip():
+            return dict(parameters), None
+        arn = parameters.get("TurnstileSecretArn") or ""
+        if _secret_value(secretsmanager_client, arn) is None:
+            value = os.environ.get("TURNSTILE_SECRET") or CLOUDFLARE_TEST_SECRET
+            arn = secretsmanager_client.create_secret(Name=f"turnstile-secret-{secrets.token_hex(4)}",
+                                                      SecretString=value)["ARN"]
+        return {**parameters, "TurnstileSecretArn": arn}, None
     arn = parameters.get("TurnstileSecretArn") or ""
     existing = _secret_value(secretsmanager_client, arn) if arn else None
     standin = TurnstileStandIn(site_key=parameters["TurnstileSiteKey"].strip(),

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from local.system import LocalSystem
-from local.turnstile_standin import TurnstileStandIn
+from local.turnstile_standin import CLOUDFLARE_TEST_SECRET, TurnstileStandIn
 from tests.integration.offers import make_offer
 from tests.jwt_issuer import AUDIENCE, Issuer
 from tokenvend import table
@@ -150,4 +150,19 @@ def test_challenge_after_percent_asks_only_once_the_lane_is_that_full() -> None:
         third = call(api, turnstile_token=system.turnstile.mint(PAGE_HOST))
         assert third.status_code == 201, third.text
         for answer in (first, second, third):
+            hang_up(api, answer)
+
+
+def test_a_verify_service_of_ones_own_is_asked_with_a_secret_it_knows() -> None:
+    """TurnstileVerifyUrl elsewhere: make run starts no stand-in, and the secret it stores (none was named) is
+    Cloudflare's always-passing test secret, which such a service most likely knows."""
+    with TurnstileStandIn(site_key=SITE_KEY, secret=CLOUDFLARE_TEST_SECRET).start() as theirs:
+        parameters = {"TurnstileSiteKey": SITE_KEY, "TurnstileVerifyUrl": theirs.verify_url, "MaxCallSeconds": "20"}
+        with LocalSystem(port=0, parameters=parameters) as system, \
+                httpx.Client(base_url=system.api_url, timeout=30) as api:
+            assert system.turnstile is None
+            assert api.get("/options").json()["turnstile"]["script_url"] == theirs.script_url
+            refused(call(api), 403, "turnstile_failed")
+            answer = call(api, turnstile_token=theirs.mint(PAGE_HOST))
+            assert answer.status_code == 201, answer.text
             hang_up(api, answer)

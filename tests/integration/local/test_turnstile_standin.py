@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from local.turnstile_standin import (
+    CLOUDFLARE_TEST_SECRET,
     CLOUDFLARE_VERIFY_URL,
     DEFAULT_SECRET,
     INVALID_SITEKEY,
@@ -229,9 +230,18 @@ class TestStartFor:
         return boto3.client("secretsmanager", endpoint_url=moto_endpoint, region_name="us-east-1")
 
     def test_without_a_site_key_or_with_a_verify_url_of_ones_own_nothing_starts(self, secretsmanager: Any) -> None:
-        for parameters in ({}, {"TurnstileSiteKey": ""},
-                           {"TurnstileSiteKey": "k", "TurnstileVerifyUrl": "https://mine.example/siteverify"}):
+        for parameters in ({}, {"TurnstileSiteKey": ""}):
             assert start_for(parameters, secretsmanager) == (parameters, None)
+        # A verify URL of one's own: no stand-in, but a secret it can know where none was named.
+        own = {"TurnstileSiteKey": "k", "TurnstileVerifyUrl": "https://mine.example/siteverify",
+               "TurnstileSecretArn": PLACEHOLDER_SECRET_ARN}
+        parameters, standin = start_for(own, secretsmanager)
+        assert standin is None and parameters["TurnstileVerifyUrl"] == own["TurnstileVerifyUrl"]
+        stored = secretsmanager.get_secret_value(SecretId=parameters["TurnstileSecretArn"])["SecretString"]
+        assert stored == CLOUDFLARE_TEST_SECRET
+        # One that exists is kept as it is.
+        assert start_for({**own, "TurnstileSecretArn": parameters["TurnstileSecretArn"]}, secretsmanager)[0] == \
+            {**own, "TurnstileSecretArn": parameters["TurnstileSecretArn"]}
 
     @pytest.mark.parametrize("arn", ["", PLACEHOLDER_SECRET_ARN])
     def test_a_site_key_starts_a_stand_in_and_a_secret_holding_its_secret(self, secretsmanager: Any,
