@@ -20,6 +20,8 @@ class Verifier(Protocol):
 class LaneReader(Protocol):
     def lane_share_used(self, lane: str) -> float | None: ...
 
+    def refuse_if_blocked(self, caller: Caller) -> None: ...
+
 
 class HumanCheck:
     def __init__(self, verifier: Verifier | None, lanes: LaneReader, challenge_after_percent: float) -> None:
@@ -38,4 +40,6 @@ class HumanCheck:
             used = self._lanes.lane_share_used(str(CallerKind.ANONYMOUS))
             if used is not None and used < self._after:
                 return
+        # A blocked caller hears so, and spends no token on a check that could not let it in.
+        self._lanes.refuse_if_blocked(caller)
         self._verifier.verify(token, remote_ip)

@@ -85,6 +85,7 @@ class _Meter(NamedTuple):
     lane: str
     lane_limit: int
     caller_limit: int | None  # a call's seconds per day; tokens have no per-caller day
+    own_share: bool = False  # the caller's limit is its key's own, not CallerDailyCallMinutes
 
 
 class Allowance(NamedTuple):
@@ -136,6 +137,8 @@ class Limiter:
                 decision = decide(bucket, tat, now)
                 if not decision.allowed:
                     self._remember(pk, tat)
+                    # A blocked caller is told so, not when to come back (the transaction never runs for it here).
+                    self.refuse_if_blocked(caller)
                     raise _rate_limited(bucket, decision, spend)
             try:
                 self._client.transact_write_items(
@@ -235,6 +238,18 @@ class Limiter:
                 "ExpressionAttributeValues": caller_values,
             }})
         return parts
+
+    def refuse_if_blocked(self, caller: Caller) -> None:
+        """`403 caller_blocked` for a caller the owner blocked, where it must be known before the charging
+        transaction (which checks it anyway): before a refusal for the bucket, and before the human check. A read
+        that fails says nothing: the transaction still decides."""
+        try:
+            item = self._client.get_item(TableName=self._table, Key={table.PK: {"S": table.block_pk(caller.hash)}},
+                                         ConsistentRead=True).get("Item")
+        except (ClientError, BotoCoreError):
+            return
+        if item:
+            raise _blocked()
 
     def lane_share_used(self, lane: str) -> float | None:
         """How much of its call minutes a lane holds today (1.0: all), or None if the day cannot be read."""
@@ -406,14 +421,14 @@ class Limiter:
     def _meter_for(self, caller: Caller, spend: Spend) -> _Meter:
         bucket, pk, is_key = self._bucket_for(caller)
         lane = str(caller.kind)
-        caller_limit = None
+        caller_limit, own_share = None, False
         if spend.is_call:
             caller_limit = self._limits.caller_daily_call_seconds
             if is_key:
                 record = self._keys.get(caller.key_hash or "")
                 if record.daily_call_seconds is not None:
-                    caller_limit = record.daily_call_seconds
-        return _Meter(bucket, pk, is_key, lane, self._limits.lane_limit(spend.is_call, lane), caller_limit)
+                    caller_limit, own_share = record.daily_call_seconds, True
+        return _Meter(bucket, pk, is_key, lane, self._limits.lane_limit(spend.is_call, lane), caller_limit, own_share)
 
     def _bucket_for(self, caller: Caller, *, cached_only: bool = False) -> tuple[Bucket, str, bool]:
         limits = self._limits
@@ -482,9 +497,11 @@ def _lane_exhausted(spend: Spend, meter: _Meter, now_ms: int) -> ApiError:
 
 def _caller_exhausted(spend: Spend, meter: _Meter, now_ms: int) -> ApiError:
     minutes = f"{(meter.caller_limit or 0) / 60:g}"
+    share = (f"this key's own daily minutes, {minutes}, instead of CallerDailyCallMinutes" if meter.own_share
+             else f"CallerDailyCallMinutes, {minutes} per caller")
     return ApiError(429, Code.DAILY_BUDGET_EXHAUSTED,
-                    f"This caller's call minutes for today (CallerDailyCallMinutes, {minutes} per caller) are used "
-                    "up; it resets at 00:00 UTC.", _until_midnight(now_ms))
+                    f"This caller's call minutes for today ({share}) are used up; it resets at 00:00 UTC.",
+                    _until_midnight(now_ms))
 
 
 def _too_big(spend: Spend, meter: _Meter, now_ms: int) -> ApiError | None:

@@ -35,6 +35,10 @@ LANES = ("anonymous", "api_key", "user")  # the kinds of caller, each with its s
 LANE_VARIABLES = {"anonymous": "ANONYMOUS_DAILY_CALL_MINUTES", "api_key": "API_KEY_DAILY_CALL_MINUTES",
                   "user": "USER_DAILY_CALL_MINUTES"}
 AUTOMATIC_LANE_PARTS = {"anonymous": 2, "api_key": 1, "user": 1}
+# The stack parameters behind the lanes' variables, which only the settings can refuse: the owner typed these.
+PARAMETER_OF = {"ANONYMOUS_DAILY_CALL_MINUTES": "AnonymousDailyCallMinutes",
+                "API_KEY_DAILY_CALL_MINUTES": "ApiKeyDailyCallMinutes",
+                "USER_DAILY_CALL_MINUTES": "UserDailyCallMinutes"}
 LANE_NAMES = {"anonymous": "anonymous callers", "api_key": "API keys", "user": "signed-in users"}
 # Every numeric variable's bounds, inclusive. template.yaml's MinValue/MaxValue for the parameter behind each (all
 # but the timeout have one) are the same numbers (tests/unit/token/test_settings.py reads both), so what the deploy
@@ -306,8 +310,9 @@ def _parse_limits(env: _Env, user_lane: bool) -> LimitSettings:
     caller_minutes = env.float("CALLER_DAILY_CALL_MINUTES", -1)
     caller = AUTOMATIC_CALLER_CALLS * one_call if caller_minutes < 0 else math.floor(60 * caller_minutes)
     if caller < one_call:
-        raise SettingsError(f"CALLER_DAILY_CALL_MINUTES ({_plain(caller_minutes)}) holds no call: one reserves "
-                            f"MAX_CALL_SECONDS + {LEASH_SLACK_SECONDS} s = {one_call} s")
+        raise SettingsError(f"CALLER_DAILY_CALL_MINUTES (the stack's CallerDailyCallMinutes, "
+                            f"{_plain(caller_minutes)}) holds no call: one reserves MaxCallSeconds + "
+                            f"{LEASH_SLACK_SECONDS} s = {one_call} s")
     return LimitSettings(
         anonymous_burst=env.int("ANONYMOUS_BURST", 3),
         anonymous_rate_per_hour=env.float("ANONYMOUS_RATE_PER_HOUR", 10),
@@ -336,8 +341,9 @@ def _parse_lanes(env: _Env, day: int, in_use: Mapping[str, bool]) -> dict[str, i
             continue
         explicit[lane] = math.floor(60 * minutes)
         if explicit[lane] > day:
-            raise SettingsError(f"{name} ({_plain(minutes)}) is larger than the day: DAILY_CALL_MINUTES is "
-                                f"{_plain(day / 60)}, and no lane can have more than all of it")
+            raise SettingsError(f"{name} (the stack's {PARAMETER_OF[name]}, {_plain(minutes)}) is larger than "
+                                f"the day: DailyCallMinutes is {_plain(day / 60)}, and no lane can have more than all "
+                                "of it")
     left = max(0, day - sum(explicit.values()))
     automatic = [lane for lane in LANES if lane not in explicit and in_use[lane]]
     parts = sum(AUTOMATIC_LANE_PARTS[lane] for lane in automatic)

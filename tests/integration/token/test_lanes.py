@@ -115,7 +115,7 @@ def test_a_key_may_have_its_own_share(stack: LocalStack, dynamodb: Any) -> None:
     big = Caller(CallerKind.API_KEY, "key-generous", hash_api_key(generous))
     small = Caller(CallerKind.API_KEY, "key-plain", hash_api_key(plain))
     call(limiter, big), call(limiter, big)  # 100 s of its own 120
-    assert "CallerDailyCallMinutes, 2 per caller" in refusal(limiter, big).message
+    assert "this key's own daily minutes, 2" in refusal(limiter, big).message
     call(limiter, small)
     assert "CallerDailyCallMinutes, 1 per caller" in refusal(limiter, small).message
 
@@ -132,6 +132,17 @@ def test_a_blocked_caller_is_refused_before_anything_is_charged(stack: LocalStac
     call(limiter, anon("good"))
     dynamodb.delete_item(TableName=stack.table_name, Key={"pk": {"S": table.block_pk(blocked.hash)}})
     call(limiter, blocked)
+
+
+def test_a_blocked_caller_with_an_empty_bucket_hears_it_is_blocked_not_when_to_come_back(
+        stack: LocalStack, dynamodb: Any) -> None:
+    limiter = make_limiter(dynamodb, stack, lane_limits(user_burst=1), Clock(DAY))
+    call(limiter, user("u"))
+    assert refusal(limiter, user("u")).code == Code.RATE_LIMITED
+    dynamodb.put_item(TableName=stack.table_name, Item={"pk": {"S": table.block_pk(user("u").hash)},
+                                                        table.BLOCKED_AT: {"N": "1"}})
+    error = refusal(limiter, user("u"))
+    assert (error.status, error.code) == (403, Code.CALLER_BLOCKED) and "Retry-After" not in error.headers
 
 
 def test_the_callers_day_is_what_the_owners_report_reads(stack: LocalStack, dynamodb: Any) -> None:

@@ -68,6 +68,9 @@ class Limiter:
     def lane_share_used(self, lane: str) -> float | None:
         return 0.0
 
+    def refuse_if_blocked(self, caller: Any) -> None:
+        return None
+
     def allowance(self, caller: Any) -> Allowance:
         return Allowance(3, 1, 20)
 

@@ -28,6 +28,10 @@ class Lanes:
         assert lane == "anonymous"
         return self.used
 
+    def refuse_if_blocked(self, caller: Caller) -> None:
+        if caller.hash == "blocked":
+            raise ApiError(403, Code.CALLER_BLOCKED, "blocked")
+
 
 ANON, KEY, USER = (Caller(CallerKind.ANONYMOUS, "a"), Caller(CallerKind.API_KEY, "k", "h"),
                    Caller(CallerKind.USER, "u"))
@@ -52,3 +56,10 @@ def test_challenge_after_percent(used: float | None, asked: bool) -> None:
     verifier = Verifier()
     HumanCheck(verifier, Lanes(used), 50).require(ANON, "token", "203.0.113.1")
     assert bool(verifier.asked) is asked
+
+
+def test_a_blocked_caller_hears_so_before_any_token_is_spent() -> None:
+    verifier = Verifier()
+    with pytest.raises(ApiError) as refused:
+        HumanCheck(verifier, Lanes(0), 0).require(Caller(CallerKind.ANONYMOUS, "blocked"), "token", "203.0.113.1")
+    assert refused.value.code == Code.CALLER_BLOCKED and verifier.asked == []
