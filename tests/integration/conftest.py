@@ -19,6 +19,7 @@ from moto.server import ThreadedMotoServer
 from local.openai_standin.server import StandIn
 from local.template_stack import LocalStack, provision
 from tests.integration.harness import EVIDENCE, TokenApi, load_token_app
+from tests.jwt_issuer import Issuer
 
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -108,3 +109,10 @@ def no_secret_in_any_output() -> Iterator[None]:
     assert not leaked_keys, f"an OpenAI key appears in {len(leaked_keys)} captured output(s)"
     assert not leaked_tokens, f"{len(leaked_tokens)} issued token(s) appear in captured output"
     assert not leaked_hangup_tokens, f"{len(leaked_hangup_tokens)} hangup token(s) appear in captured output"
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[Issuer]:
+    """An OIDC issuer on loopback (discovery and JWKS over HTTP) that mints the signed-in users' tokens."""
+    with Issuer() as running:
+        yield running

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from tokenvend.table import LANES  # the kinds of caller, each with its share of the day
+
 KNOWN_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 TURN_DETECTION_TYPES = ("semantic_vad", "server_vad", "none")
 NOISE_REDUCTION_TYPES = ("near_field", "far_field", "none")
@@ -28,7 +30,6 @@ AUTOMATIC_CALLER_CALLS = 3
 # How late the leash may hang up after a call's end: the timer's one-second precision, the leash function's start
 # and OpenAI's answer. Every call reserves this on top of its maximum length (measured locally: docs/benchmarks.md).
 LEASH_SLACK_SECONDS = 5
-LANES = ("anonymous", "api_key", "user")  # the kinds of caller, each with its share of the day (tokenvend.table)
 # The day's lanes: what their MinutesVariables name, and how automatic lanes (-1) share what explicit ones leave of
 # the day. Anonymous callers get two parts of it, keys and users one each: the public page is the usual use, and
 # whatever the anonymous lane gets, it never takes minutes meant for keys or users (the lanes add up to the day).

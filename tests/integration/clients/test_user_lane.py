@@ -33,12 +33,6 @@ TALK = str(Path(sys.executable).parent / "talk")
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[Issuer]:
-    with Issuer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def system(issuer: Issuer) -> Iterator[LocalSystem]:
     parameters = {"VoiceBackend": "realtime", "MaxCallSeconds": "10", "JwtIssuer": issuer.url,
                   "JwtAudience": AUDIENCE}

@@ -42,12 +42,6 @@ class Invocations:
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[Issuer]:
-    with Issuer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def system(issuer: Issuer) -> Iterator[LocalSystem]:
     with LocalSystem(port=0, parameters={"JwtIssuer": issuer.url, "JwtAudience": f"{AUDIENCE},second-app"}) as up:
         yield up

@@ -24,12 +24,6 @@ PAGE_HOST = "localhost"  # the local page's host: a token made on it is the page
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[Issuer]:
-    with Issuer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def system(issuer: Issuer) -> Iterator[LocalSystem]:
     parameters = {"TurnstileSiteKey": SITE_KEY, "JwtIssuer": issuer.url, "JwtAudience": AUDIENCE,
                   "AnonymousBurst": "20", "MaxCallSeconds": "20"}

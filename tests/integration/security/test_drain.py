@@ -82,12 +82,6 @@ class Outcome:
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[Issuer]:
-    with Issuer() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def system(issuer: Issuer) -> Iterator[LocalSystem]:
     running = start_system({**PARAMETERS, "JwtIssuer": issuer.url})
     try:
