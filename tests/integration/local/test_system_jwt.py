@@ -147,3 +147,23 @@ def test_a_jwt_sent_to_post_calls_is_no_api_key(system: LocalSystem, issuer: Iss
     assert answer.json()["error"]["code"] == "invalid_api_key"
     event = invocations.on("POST /calls")[-1]
     assert "authorizer" not in event["requestContext"]  # no authorizer on /calls: the function judged it
+
+
+@pytest.mark.parametrize("body", [
+    {"sdp": "v=0\r\n" + "a=x\r\n" * 4000},  # over the route's 16 KB
+    {"sdp": "not an offer"},
+    {"sdp": make_offer(data_channel=True), "voice": "nobody"},
+], ids=["oversized", "not-an-offer", "voice-outside-the-policy"])
+def test_a_signed_in_users_bad_request_is_refused_and_charges_nothing(
+        system: LocalSystem, issuer: Issuer, api: httpx.Client, body: dict[str, str]) -> None:
+    before = charged_items(system)
+    answer = api.post("/user/calls", json=body, headers={"authorization": f"Bearer {issuer.mint(sub='user-bad')}"})
+    assert answer.status_code in (400, 413), answer.text
+    assert answer.json()["error"]["code"] in ("invalid_request", "payload_too_large")
+    assert charged_items(system) == before, "no bucket, day or caller's day was written"
+
+
+def charged_items(system: LocalSystem) -> list[dict[str, Any]]:
+    items = system.client("dynamodb").scan(TableName=system.stack.table_name, ConsistentRead=True)["Items"]
+    return sorted((i for i in items if i["pk"]["S"].split("#")[0] in ("bucket", "day", "spent")),
+                  key=lambda i: i["pk"]["S"])
